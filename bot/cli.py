@@ -1,0 +1,187 @@
+"""The `jianbao` command line: import, list and show issues.
+
+Every failure a user can cause ends in a one-line message on stderr and a non-zero exit status;
+the exit codes are 1 for "some work failed" and 2 for "the command was used wrongly".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bot.app import open_storage
+from bot.importing import import_paths
+from bot.settings import load_settings
+from content.demo import demo_issue_dir
+from content.errors import JianbaoError
+from content.model import Issue
+
+app = typer.Typer(
+    name="jianbao",
+    help="简报: hold, format and push a newsletter to WeChat, Telegram and email.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except JianbaoError as exc:
+        _fail(str(exc), code=1)
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True).print(Text(f"jianbao: {message}", style="red"))
+    raise typer.Exit(code)
+
+
+def _emit_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command("import")
+def import_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Issue files or folders (*.md, recursively).")
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Import the bundled demo issues.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import issues; a file already imported is replaced, or skipped when unchanged."""
+    targets = list(paths or []) + ([demo_issue_dir()] if demo else [])
+    if not targets:
+        _fail("import: name at least one file or folder, or pass --demo", code=2)
+
+    async def work() -> Any:
+        async with open_storage(load_settings()) as storage:
+            return await import_paths(targets, storage.issues)
+
+    report = _run(work())
+    err = Console(stderr=True)
+    for failed in report.failed:
+        err.print(Text(f"jianbao: import: {failed}", style="red"))
+    if as_json:
+        _emit_json(
+            {
+                "imported": [vars_of(done) for done in report.imported],
+                "failed": [{"path": bad.path, "reason": bad.reason} for bad in report.failed],
+            }
+        )
+    else:
+        Console().print(
+            f"imported {len(report.imported)} file(s): {report.count('created')} new, "
+            f"{report.count('replaced')} replaced, {report.count('unchanged')} unchanged; "
+            f"{len(report.failed)} failed"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+@app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the stored issues, newest first."""
+
+    async def work() -> Any:
+        async with open_storage(load_settings()) as storage:
+            return await storage.issues.list()
+
+    summaries = _run(work())
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "date": summary.date.isoformat(),
+                    "title": summary.title,
+                    "headline": summary.headline,
+                    "items": summary.item_count,
+                    "sections": [{"name": name, "items": count} for name, count in summary.section_counts],
+                }
+                for summary in summaries
+            ]
+        )
+        return
+    table = Table(title=f"{len(summaries)} issues", title_justify="left")
+    table.add_column("date")
+    table.add_column("title")
+    table.add_column("items", justify="right")
+    table.add_column("sections")
+    for summary in summaries:
+        title = summary.title + (f" {summary.headline}" if summary.headline else "")
+        sections = " · ".join(f"{name} {count}" for name, count in summary.section_counts)
+        table.add_row(summary.date.isoformat(), Text(title), str(summary.item_count), Text(sections))
+    Console().print(table)
+
+
+@app.command("show")
+def show_command(
+    date: Annotated[str, typer.Argument(help="The issue's date, YYYY-MM-DD, or 'latest'.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole issue as JSON.")] = False,
+) -> None:
+    """Show one issue: its sections and items."""
+    wanted: dt.date | None = None
+    if date != "latest":
+        try:
+            wanted = dt.date.fromisoformat(date)
+        except ValueError:
+            _fail(f"show: {date!r} is not a date (expected YYYY-MM-DD or 'latest')", code=2)
+
+    async def work() -> Issue | None:
+        async with open_storage(load_settings()) as storage:
+            return await (storage.issues.latest() if wanted is None else storage.issues.get(wanted))
+
+    issue = _run(work())
+    if issue is None:
+        _fail(f"show: no issue dated {date}" if wanted else "show: no issues imported yet", code=1)
+        return
+    if as_json:
+        _emit_json(issue.to_dict())
+        return
+    _print_issue(issue, Console())
+
+
+def _print_issue(issue: Issue, console: Console) -> None:
+    console.print(Text(issue.title, style="bold"), Text(issue.headline or "", style="cyan"))
+    if issue.tagline:
+        console.print(Text(issue.tagline, style="italic"))
+    if issue.lead:
+        console.print(Text(f"导读：{issue.lead}", style="dim"))
+    if issue.quick_news:
+        console.print(Text(f"\n热身小新闻 ({len(issue.quick_news)})", style="bold"))
+        for news in issue.quick_news:
+            console.print(Text(f"  • {news.text}"))
+    for section in issue.sections:
+        console.print(Text(f"\n## {section.name} ({len(section.items)})", style="bold magenta"))
+        for item in section.items:
+            line = Text(f"{item.position:>3}. ")
+            if item.tags:
+                line.append(" ".join(f"[{tag}]" for tag in item.tags) + " ", style="yellow")
+            line.append(item.title, style="bold")
+            if item.source:
+                line.append(f" | {item.source}", style="green")
+            console.print(line)
+            if item.url:
+                console.print(Text(f"      {item.url}", style="blue"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,35 @@
+"""Every setting of jianbao, declared once: name, default and help.
+
+Read from the environment (prefix JIANBAO_) and from a `.env` file in the working directory.
+`deploy/jianbao.env.sample` lists them all; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JIANBAO_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str = Field(
+        default="",
+        description=(
+            "Where issues and subscribers live. Empty: a SQLite file ./var/jianbao.db, created on first "
+            "use. postgresql://user@host:5432/db for PostgreSQL."
+        ),
+    )
+    public_url: str = Field(
+        default="",
+        description="The public root URL of this service (issue pages, unsubscribe and tracking links).",
+    )
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The newsletter's content: the issue model and the Markdown parser. Depends on nothing else here."""

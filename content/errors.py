@@ -1,0 +1,42 @@
+"""The project's error hierarchy: each class carries the HTTP status it maps to.
+
+Lives beside the content model because every layer (content, storage, channels, bot) raises these and
+only `bot/` translates them into responses, exit codes or chat replies, in one place each.
+Messages are one line, name what was wrong, and never contain a stack trace.
+"""
+
+from __future__ import annotations
+
+
+class JianbaoError(Exception):
+    status = 500
+    kind = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(JianbaoError):
+    status = 400
+    kind = "bad_input"
+
+
+class IssueFormatError(BadInput):
+    """A newsletter file that cannot be read as an issue (bad encoding, no title line, no sections...)."""
+
+    status = 422
+    kind = "bad_issue"
+
+
+class TooLarge(BadInput):
+    status = 413
+    kind = "too_large"
+
+
+class NotFound(JianbaoError):
+    status = 404
+    kind = "not_found"

@@ -1,0 +1,96 @@
+"""The database tables that hold issues: one row per issue, section and item.
+
+Types are the portable ones (JSON, Text, Date, timestamp with time zone) so that SQLite and PostgreSQL store
+and return the same values. Constraints carry explicit names because Alembic can only alter or drop a named
+constraint, and SQLite's batch migrations rebuild tables by those names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+)
+from sqlmodel import Field, SQLModel
+
+# A sha256 digest in hex.
+CONTENT_HASH_LENGTH = 64
+
+
+class IssueRow(SQLModel, table=True):
+    __tablename__ = "issue"
+    __table_args__ = (UniqueConstraint("date", name="uq_issue_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    date: dt.date
+    title: str = Field(sa_type=Text)
+    headline: str | None = Field(default=None, sa_type=Text)
+    tagline: str | None = Field(default=None, sa_type=Text)
+    lead: str | None = Field(default=None, sa_type=Text)
+    # JSON rather than JSONB on PostgreSQL: json keeps text as given, so dict key order (the document order
+    # of an item's fields) survives the round trip.
+    notes: list[str] = Field(default_factory=list, sa_type=JSON)
+    quick_news: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    references: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    source_path: str | None = Field(default=None, sa_type=Text)
+    content_hash: str = Field(sa_type=String(CONTENT_HASH_LENGTH))
+    source_text: str = Field(sa_type=Text)
+    imported_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class SectionRow(SQLModel, table=True):
+    __tablename__ = "section"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["issue_id"], ["issue.id"], ondelete="CASCADE", name="fk_section_issue_id_issue"
+        ),
+        UniqueConstraint("issue_id", "position", name="uq_section_issue_id_position"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int
+    position: int
+    name: str = Field(sa_type=Text)
+
+
+class ItemRow(SQLModel, table=True):
+    __tablename__ = "item"
+    __table_args__ = (
+        ForeignKeyConstraint(["issue_id"], ["issue.id"], ondelete="CASCADE", name="fk_item_issue_id_issue"),
+        ForeignKeyConstraint(
+            ["section_id"], ["section.id"], ondelete="CASCADE", name="fk_item_section_id_section"
+        ),
+        UniqueConstraint("section_id", "position", name="uq_item_section_id_position"),
+        Index("ix_item_issue_id", "issue_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int
+    section_id: int
+    position: int
+    title: str = Field(sa_type=Text)
+    source: str | None = Field(default=None, sa_type=Text)
+    url: str | None = Field(default=None, sa_type=Text)
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    fields: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    summary: str = Field(default="", sa_type=Text)
+    links: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+
+
+def core_table(model: type[SQLModel]) -> Table:
+    """The Core Table behind a table model, for statements the ORM would run row by row."""
+    # SQLModel models have `__table__` at runtime but leave it out of their type hints.
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
