@@ -44,8 +44,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     raise AssertionError("unreachable")
 
 
+def _error_line(message: str) -> None:
+    # Plain writes, not rich: rich wraps at 80 columns when stderr is not a terminal, and every error
+    # must stay one line for whoever reads the log.
+    sys.stderr.write(f"jianbao: {' '.join(message.split())}\n")
+
+
 def _fail(message: str, code: int) -> None:
-    Console(stderr=True).print(Text(f"jianbao: {message}", style="red"))
+    _error_line(message)
     raise typer.Exit(code)
 
 
@@ -71,9 +77,8 @@ def import_command(
             return await import_paths(targets, storage.issues)
 
     report = _run(work())
-    err = Console(stderr=True)
     for failed in report.failed:
-        err.print(Text(f"jianbao: import: {failed}", style="red"))
+        _error_line(f"import: {failed}")
     if as_json:
         _emit_json(
             {

@@ -37,6 +37,13 @@ class TooLarge(BadInput):
     kind = "too_large"
 
 
+class Unavailable(JianbaoError):
+    """A service we depend on (the database, a platform API) cannot be reached right now."""
+
+    status = 503
+    kind = "unavailable"
+
+
 class NotFound(JianbaoError):
     status = 404
     kind = "not_found"

@@ -77,6 +77,8 @@ KNOWN_FIELD_LABELS = frozenset(
 )
 # A Markdown list marker written with an en or em dash ("– item"), used once in the corpus; CommonMark
 # does not know it, so it is rewritten to "- " before parsing (only at the start of a line).
+# A title taken from an item's whole text when its first line has none.
+MAX_FALLBACK_TITLE = 120
 _DASH_BULLET = re.compile(r"^[–—](?= )", re.MULTILINE)
 _TITLE_LINE = re.compile(
     r"^(?P<title>.*?[(（]\s*(?P<date>\d{4}\s*-\s*\d{1,2}\s*-\s*\d{1,2})\s*[)）])\s*[：:]?\s*(?P<headline>.*)$"
@@ -205,7 +207,9 @@ class _IssueBuilder:
         elif self.state == "section":
             section = self.sections[-1]
             for list_item in node.children:
-                section.items.append(_item(list_item, len(section.items) + 1, self.lines))
+                item = _item(list_item, len(section.items) + 1, self.lines)
+                if item.title:  # an empty bullet ("- ") is not an item
+                    section.items.append(item)
 
     def _attach_to_last_item(self, node: SyntaxTreeNode) -> None:
         """A numbered list at column 0 right after an item continues that item's summary.
@@ -281,6 +285,9 @@ def _item(node: SyntaxTreeNode, position: int, lines: list[str]) -> Item:
     head_tokens, head_lines = _head(node)
     tags, title, url = _title_parts(head_tokens)
     title, source = _split_source(title)
+    if not title:
+        # No text on the first line (e.g. "- - nested" or "- > quote"): name the item by its text.
+        title = _squash(_plain(node))[:MAX_FALLBACK_TITLE]
     fields, summary = _body(_item_body_lines(node, head_lines, lines))
     return Item(
         position=position,

@@ -12,10 +12,11 @@ from typing import Any, Literal, Self
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from content.errors import BadInput
+from content.errors import BadInput, Unavailable
 from storage.migrate import upgrade_to_head
 
 DEFAULT_URL = "sqlite+aiosqlite:///./var/jianbao.db"
@@ -67,6 +68,11 @@ class Database:
         self._engines: dict[TransactionKind, AsyncEngine] | None = None
 
     @property
+    def display_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return make_url(self._url).render_as_string(hide_password=True)
+
+    @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise RuntimeError("Database is not open: call `await database.open()` first")
@@ -75,11 +81,18 @@ class Database:
     async def open(self) -> None:
         if self._engine is not None:
             return
-        engine = self._create_sqlite_engine() if self.backend == "sqlite" else self._create_postgres_engine()
+        try:
+            sqlite = self.backend == "sqlite"
+            engine = self._create_sqlite_engine() if sqlite else self._create_postgres_engine()
+        except OSError as exc:  # the SQLite file's folder cannot be created
+            raise Unavailable(f"cannot open the database {self.display_url}: {_first_line(exc)}") from exc
         try:
             # Connect once now so that a wrong URL fails here rather than at the first query.
             async with engine.connect():
                 pass
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            await engine.dispose()
+            raise Unavailable(f"cannot open the database {self.display_url}: {_first_line(exc)}") from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -178,3 +191,10 @@ def _configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any)
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
     connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message, one line, without SQLAlchemy's boilerplate."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from content.errors import BadInput
+from content.errors import BadInput, Unavailable
 from storage.database import DEFAULT_URL, Database, database_url
 from storage.issues import IssueStore, SaveOutcome
 from tests.storage.recorded_sql import recorded_sql
@@ -107,10 +107,12 @@ async def test_open_and_close_are_idempotent_and_async_with_closes(tmp_path: Pat
 
 async def test_open_fails_at_once_when_the_server_is_unreachable() -> None:
     # Port 1 on localhost: nothing listens there, so the connection is refused straight away.
-    database = Database("postgresql://postgres@127.0.0.1:1/test")
+    database = Database("postgresql://postgres:secret@127.0.0.1:1/test")
 
-    with pytest.raises(ConnectionRefusedError, match="Connect call failed"):
+    with pytest.raises(Unavailable, match="Connect call failed") as caught:
         await database.open()
+    assert "secret" not in str(caught.value)
+    assert "\n" not in str(caught.value)
 
     with pytest.raises(RuntimeError, match="not open"):
         _ = database.engine
