@@ -25,6 +25,8 @@ from bot.settings import load_settings
 from content.demo import demo_issue_dir
 from content.errors import JianbaoError
 from content.model import Issue
+from storage.search.follow import refresh_index
+from storage.search.index import MAX_LIMIT, SearchIndex, SearchResult
 
 app = typer.Typer(
     name="jianbao",
@@ -162,6 +164,44 @@ def show_command(
         _emit_json(issue.to_dict())
         return
     _print_issue(issue, Console())
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="Keywords, e.g. 量化, 剪枝, NPU, 'int8 量化'.")],
+    limit: Annotated[int, typer.Option("--limit", help=f"How many results (1-{MAX_LIMIT}).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find the items of past issues about a keyword, best first, in Chinese or English."""
+    if not 1 <= limit <= MAX_LIMIT:
+        _fail(f"search: --limit must be between 1 and {MAX_LIMIT}, not {limit}", code=2)
+
+    async def work() -> SearchResult:
+        async with open_storage(load_settings()) as storage:
+            index = SearchIndex()
+            await refresh_index(index, storage.issues)
+            return index.search(query, limit=limit)
+
+    result = _run(work())
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    console = Console()
+    if result.hint:
+        console.print(Text(result.hint, style="yellow"))
+    if result.hits:
+        console.print(
+            Text(f"{result.total} items match {query!r}; the best {len(result.hits)}:", style="dim")
+        )
+    for rank, hit in enumerate(result.hits, start=1):
+        title = Text(f"{rank:>2}. {hit.title}", style="bold")
+        title.highlight_words(hit.matched, style="reverse", case_sensitive=False)
+        console.print(title, Text(f"  {hit.date.isoformat()} · {hit.section}", style="dim"))
+        snippet = Text(f"    {hit.snippet}")
+        snippet.highlight_words(hit.matched, style="bold yellow", case_sensitive=False)
+        console.print(snippet)
+        if hit.url:
+            console.print(Text(f"    {hit.url}", style="blue"))
 
 
 def _print_issue(issue: Issue, console: Console) -> None:

@@ -95,6 +95,12 @@ class IssueStore:
             )
             return result.rowcount > 0
 
+    async def versions(self) -> dict[dt.date, str]:
+        """The content hash of every stored issue: all a follower (the search index) needs to see changes."""
+        async with self._database.session() as session:
+            rows = await session.exec(select(col(IssueRow.date), col(IssueRow.content_hash)))
+            return {date: content_hash for date, content_hash in rows}
+
     async def count(self) -> int:
         async with self._database.session() as session:
             return (await session.exec(select(func.count()).select_from(IssueRow))).one()

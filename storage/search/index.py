@@ -1,0 +1,299 @@
+"""Keyword search over every item of every issue: an in-process tantivy index, BM25 with field weights,
+a recency factor and glossary expansion.
+
+Why an in-process index and not the databases' full-text search: results must be the same on SQLite
+and PostgreSQL, and FTS5 and tsvector differ in tokenising, ranking and phrase handling, so two engines
+would need two sets of tuning and still disagree. tantivy (Rust, from PyPI) takes our pre-segmented
+tokens, gives BM25 with per-field boosts, phrase queries and a fast-field score weight, and answers in
+well under a millisecond at this corpus' size (scripts/bench_search.py measures 1k/10k/100k items). The
+index lives in memory, one per process: built from the database at start (a few hundred ms for the
+demo corpus) and kept current by `refresh`, which compares each issue's content hash with what it
+indexed and re-indexes only what changed, so imports and deletions by any process are followed.
+
+Safety: a reader's text never reaches a query language. Queries are built from term and phrase objects
+of already normalised tokens, so `title:x`, `NOT`, `"`, `*` or `C++` are words or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import tantivy
+
+from content.model import Issue, Item
+from storage.search.glossary import Glossary, Phrase
+from storage.search.text import TextAnalyzer, dictionary_version, plain_text
+
+# Field weights: a word in the title says more about an item than the same word in its summary, and a
+# word in the summary's first sentence (what the item is about) more than one further down.
+TITLE_BOOST = 3.0
+LEAD_BOOST = 1.5
+META_BOOST = 1.5  # tags, source, fields such as 标题 (a paper's English title), section name
+BODY_BOOST = 1.0
+LEAD_CHARS = 120
+# In a disjunction (one query word over several fields or synonyms) the best match counts fully and
+# the others by this fraction, so an item does not win by repeating synonyms.
+TIE_BREAKER = 0.3
+# Recency: each year since EPOCH multiplies the score by (1 + RECENCY_PER_YEAR); between two otherwise
+# equal items two years apart that is a ~6% lead, enough to break ties, not to bury relevance.
+RECENCY_EPOCH = dt.date(2015, 1, 1)
+RECENCY_PER_YEAR = 0.03
+MAX_QUERY_CHARS = 64
+MAX_LIMIT = 50
+SNIPPET_CHARS = 80
+# A query word's sub-words, matched as a phrase where the whole word is not written (神经网络 架构 搜索).
+PARTS_WEIGHT = 0.8
+_FIELDS = (("title", TITLE_BOOST), ("lead", LEAD_BOOST), ("meta", META_BOOST), ("body", BODY_BOOST))
+# Glossary expansions are looked up in the title and the whole summary only: a synonym in the lead or
+# the metadata adds little, and with 40-odd expansions per concept the two fields fewer halve the cost.
+_EXPANSION_FIELDS = (("title", TITLE_BOOST), ("body", BODY_BOOST))
+_SENTENCE_END = re.compile(r"[。！？!?\n]|\.\s")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    date: dt.date
+    section: str
+    position: int
+    title: str
+    url: str | None
+    snippet: str
+    score: float
+    matched: tuple[str, ...]  # the words (query and expansions) found in this item, for highlighting
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "date": self.date.isoformat(),
+            "section": self.section,
+            "position": self.position,
+            "title": self.title,
+            "url": self.url,
+            "snippet": self.snippet,
+            "score": round(self.score, 4),
+            "matched": list(self.matched),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    query: str
+    hits: tuple[SearchHit, ...]
+    total: int
+    hint: str | None = None  # a friendly word for the reader when the query was empty, cut or found nothing
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"query": self.query, "results": [hit.to_dict() for hit in self.hits]}
+        data["total"] = self.total
+        if self.hint:
+            data["hint"] = self.hint
+        return data
+
+
+@dataclass
+class _Plan:
+    """A query after analysis: its own words, and what the glossary adds."""
+
+    words: list[Phrase] = field(default_factory=list)
+    expansions: list[tuple[Phrase, float]] = field(default_factory=list)
+
+    def all_phrases(self) -> list[Phrase]:
+        return [*self.words, *(phrase for phrase, _ in self.expansions)]
+
+
+class SearchIndex:
+    def __init__(self, analyzer: TextAnalyzer | None = None, glossary: Glossary | None = None) -> None:
+        self.analyzer = analyzer or TextAnalyzer()
+        self.glossary = glossary or Glossary.load(
+            lambda entry: self.analyzer.words(self.analyzer.normalize(entry))
+        )
+        self.version = f"dictionary {dictionary_version()}, glossary {self.glossary.version}"
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("issue", stored=True, tokenizer_name="raw", index_option="basic")
+        builder.add_text_field("section", stored=True, tokenizer_name="raw", index_option="basic")
+        builder.add_integer_field("position", stored=True)
+        builder.add_text_field("title_text", stored=True, tokenizer_name="raw", index_option="basic")
+        builder.add_text_field("url", stored=True, tokenizer_name="raw", index_option="basic")
+        builder.add_text_field("summary_text", stored=True, tokenizer_name="raw", index_option="basic")
+        for name, _ in _FIELDS:
+            # Filled with pre-tokenized text (our segmenter's tokens and positions); "raw" is never used.
+            builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="position")
+        builder.add_float_field("recency", stored=False, fast=True)
+        self._schema = builder.build()
+        self._index = tantivy.Index(self._schema)  # in memory
+        self._hashes: dict[dt.date, str] = {}
+        self._searcher = self._index.searcher()
+
+    # --- building ---------------------------------------------------------------------------------
+
+    @property
+    def indexed(self) -> dict[dt.date, str]:
+        """The content hash of every indexed issue."""
+        return dict(self._hashes)
+
+    def replace_issues(self, issues: Iterable[Issue], removed: Iterable[dt.date] = ()) -> int:
+        """Index these issues (replacing earlier versions) and drop the removed ones. Returns items added."""
+        writer = self._index.writer(heap_size=64_000_000, num_threads=1)
+        added = 0
+        for date in removed:
+            writer.delete_documents_by_term("issue", date.isoformat())
+            self._hashes.pop(date, None)
+        for issue in issues:
+            writer.delete_documents_by_term("issue", issue.date.isoformat())
+            for section in issue.sections:
+                for item in section.items:
+                    writer.add_document(self._document(issue.date, section.name, item))
+                    added += 1
+            self._hashes[issue.date] = issue.content_hash
+        writer.commit()
+        writer.wait_merging_threads()
+        self._index.reload()
+        self._searcher = self._index.searcher()
+        return added
+
+    def _document(self, date: dt.date, section: str, item: Item) -> tantivy.Document:
+        meta = " ".join([*item.tags, item.source or "", section, *item.fields.values()])
+        years = (date - RECENCY_EPOCH).days / 365.25
+        document = tantivy.Document(
+            issue=date.isoformat(),
+            section=section,
+            position=item.position,
+            title_text=item.title,
+            url=item.url or "",
+            # Stored as the one-line plain text snippets are cut from, so a hit costs no Markdown work.
+            summary_text=" ".join(plain_text(item.summary).split()),
+            # tantivy multiplies the score by log2(2 + weight); this weight makes that 1 + k * years.
+            recency=2.0 ** (1.0 + RECENCY_PER_YEAR * max(years, 0.0)) - 2.0,
+        )
+        body = plain_text(item.summary)
+        fields = (("title", item.title), ("lead", lead(body)), ("meta", plain_text(meta)), ("body", body))
+        for name, text in fields:
+            tokens = [
+                tantivy.Token(token, position, start, end)
+                for token, position, start, end in self.analyzer.positioned(text)
+            ]
+            document.add_pre_tokenized_text(name, tantivy.PreTokenizedString(text, tokens))
+        return document
+
+    @property
+    def size(self) -> int:
+        return int(self._searcher.num_docs)
+
+    # --- searching --------------------------------------------------------------------------------
+
+    def search(self, text: str, limit: int = 10, offset: int = 0) -> SearchResult:
+        limit = max(1, min(limit, MAX_LIMIT))
+        offset = max(0, offset)
+        hint = None
+        cleaned = " ".join(self.analyzer.normalize(text).split())
+        if len(cleaned) > MAX_QUERY_CHARS:
+            cleaned = cleaned[:MAX_QUERY_CHARS]
+            hint = f"查询太长，只用了前 {MAX_QUERY_CHARS} 个字符"
+        plan = self._plan(cleaned)
+        if not plan.words:
+            return SearchResult(
+                query=text, hits=(), total=0, hint="请输入要查找的关键词，例如：量化、剪枝、NPU"
+            )
+        query = self._query(plan)
+        found = self._searcher.search(
+            query, limit=limit, offset=offset, count=True, weight_by_field="recency"
+        )
+        hits = tuple(self._hit(score, address, plan) for score, address in found.hits)
+        if not hits and offset == 0:
+            hint = hint or "没有找到相关条目，换个说法试试，例如：量化、剪枝、编译器"
+        total = found.count  # type: ignore[attr-defined]  # present at run time, missing from tantivy's stub
+        return SearchResult(query=text, hits=hits, total=int(total or 0), hint=hint)
+
+    def _plan(self, cleaned: str) -> _Plan:
+        words = list(dict.fromkeys(self.analyzer.words(cleaned)))
+        plan = _Plan(words=[(word,) for word in words])
+        own = set(plan.words)
+        weights: dict[Phrase, float] = {}
+        for phrase in self.glossary.matches(words):
+            if len(phrase) > 1 and phrase not in own:
+                plan.words.append(phrase)  # the reader typed a known multi-word term: match it as a phrase
+                own.add(phrase)
+            for expansion in self.glossary.expand(phrase):
+                if expansion.phrase not in own:
+                    weights[expansion.phrase] = max(weights.get(expansion.phrase, 0.0), expansion.weight)
+        plan.expansions = sorted(weights.items(), key=lambda pair: -pair[1])
+        return plan
+
+    def _query(self, plan: _Plan) -> tantivy.Query:
+        clauses = [self._word_query(phrase) for phrase in plan.words]
+        if plan.expansions:
+            expansion = tantivy.Query.disjunction_max_query(
+                [self._phrase_query(phrase, weight, _EXPANSION_FIELDS) for phrase, weight in plan.expansions],
+                TIE_BREAKER,
+            )
+            clauses.append(expansion)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
+
+    def _word_query(self, phrase: Phrase) -> tantivy.Query:
+        """The reader's own word: the whole word, or failing that its parts in order."""
+        parts = self.analyzer.parts(phrase[0]) if len(phrase) == 1 else []
+        if not parts:
+            return self._phrase_query(phrase, 1.0)
+        alternatives = [self._phrase_query(phrase, 1.0), self._phrase_query(tuple(parts), PARTS_WEIGHT)]
+        return tantivy.Query.disjunction_max_query(alternatives, 0.0)
+
+    def _phrase_query(
+        self, phrase: Phrase, weight: float, fields: tuple[tuple[str, float], ...] = ()
+    ) -> tantivy.Query:
+        per_field = []
+        for name, boost in fields or _FIELDS:
+            if len(phrase) == 1:
+                query = tantivy.Query.term_query(self._schema, name, phrase[0])
+            else:
+                query = tantivy.Query.phrase_query(self._schema, name, list(phrase))
+            per_field.append(tantivy.Query.boost_query(query, boost * weight))
+        return tantivy.Query.disjunction_max_query(per_field, TIE_BREAKER)
+
+    def _hit(self, score: float, address: tantivy.DocAddress, plan: _Plan) -> SearchHit:
+        document = self._searcher.doc(address)
+        title = str(document.get_first("title_text") or "")
+        summary = str(document.get_first("summary_text") or "")
+        url = str(document.get_first("url") or "") or None
+        # Only for highlighting, so lower case suffices: the analyzer's NFKC and Traditional -> Simplified
+        # steps cost more than the rest of the hit and rarely change what is highlighted.
+        haystack = f"{title}\n{summary}".lower()
+        # In plan order, the reader's own words first, so the snippet centres on what was asked.
+        words = dict.fromkeys(token for phrase in plan.all_phrases() for token in phrase)
+        matched = tuple(word for word in words if word in haystack)
+        return SearchHit(
+            date=dt.date.fromisoformat(str(document.get_first("issue"))),
+            section=str(document.get_first("section")),
+            position=int(document.get_first("position") or 0),
+            title=title,
+            url=url,
+            snippet=snippet(summary, matched),
+            score=float(score),
+            matched=matched,
+        )
+
+
+def snippet(text: str, words: Sequence[str]) -> str:
+    """About SNIPPET_CHARS characters of one-line `text` around the first of `words` (in their order)."""
+    flat = text.strip()
+    if len(flat) <= SNIPPET_CHARS:
+        return flat
+    lowered = flat.lower()
+    found = next((at for at in (lowered.find(word) for word in words if word) if at >= 0), 0)
+    start = max(0, found - SNIPPET_CHARS // 4)
+    end = min(len(flat), start + SNIPPET_CHARS)
+    start = max(0, end - SNIPPET_CHARS)
+    return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def lead(text: str) -> str:
+    """The first sentence of a summary (at most LEAD_CHARS characters): what the item is about."""
+    text = text.strip()
+    end = _SENTENCE_END.search(text)
+    return text[: min(end.start() if end else len(text), LEAD_CHARS)]
+
+
+def freshness(date: dt.date) -> float:
+    """The recency factor an item of `date` gets (exposed for tests and the benchmark)."""
+    return 1.0 + RECENCY_PER_YEAR * max((date - RECENCY_EPOCH).days / 365.25, 0.0)
