@@ -21,7 +21,12 @@ from rich.text import Text
 
 from bot.app import open_storage
 from bot.importing import import_paths
+from bot.rendering import CHANNELS, Renderer
 from bot.settings import load_settings
+from channels.email import EmailTemplate
+from channels.fitting import DoesNotFit
+from channels.telegram import TelegramPayload
+from channels.wechat import WeChatPayload
 from content.demo import demo_issue_dir
 from content.errors import JianbaoError
 from content.model import Issue
@@ -145,12 +150,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole issue as JSON.")] = False,
 ) -> None:
     """Show one issue: its sections and items."""
-    wanted: dt.date | None = None
-    if date != "latest":
-        try:
-            wanted = dt.date.fromisoformat(date)
-        except ValueError:
-            _fail(f"show: {date!r} is not a date (expected YYYY-MM-DD or 'latest')", code=2)
+    wanted = _date_argument("show", date)
 
     async def work() -> Issue | None:
         async with open_storage(load_settings()) as storage:
@@ -202,6 +202,59 @@ def search_command(
         console.print(snippet)
         if hit.url:
             console.print(Text(f"    {hit.url}", style="blue"))
+
+
+@app.command("render")
+def render_command(
+    date: Annotated[str, typer.Argument(help="The issue's date, YYYY-MM-DD, or 'latest'.")],
+    channel: Annotated[str, typer.Option("--channel", help="telegram, wechat or email.")],
+    max_messages: Annotated[
+        int | None, typer.Option("--max-messages", help="Telegram: fit the issue in at most N messages.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the payload as JSON.")] = False,
+) -> None:
+    """Show what an issue looks like on a channel, exactly as it would be sent."""
+    if channel not in CHANNELS:
+        _fail(f"render: --channel must be one of {', '.join(CHANNELS)}, not {channel!r}", code=2)
+    if max_messages is not None and (channel != "telegram" or max_messages < 1):
+        _fail("render: --max-messages takes a number of 1 or more, and only with --channel telegram", code=2)
+    wanted = _date_argument("render", date)
+    settings = load_settings()
+
+    async def work() -> Issue | None:
+        async with open_storage(settings) as storage:
+            return await (storage.issues.latest() if wanted is None else storage.issues.get(wanted))
+
+    issue = _run(work())
+    if issue is None:
+        _fail(f"render: no issue dated {date}" if wanted else "render: no issues imported yet", code=1)
+        return
+    renderer = Renderer(settings)
+    payload: TelegramPayload | WeChatPayload | EmailTemplate
+    try:
+        if channel == "telegram":
+            payload = renderer.telegram(issue, max_messages=max_messages)
+        elif channel == "wechat":
+            payload = renderer.wechat(issue)
+        else:
+            payload = renderer.email(issue)
+    except DoesNotFit as exc:
+        _fail(f"render: {exc}", code=1)
+        return
+    if as_json:
+        _emit_json(payload.to_dict())
+    else:
+        sys.stdout.write(payload.preview() + "\n")
+
+
+def _date_argument(command: str, date: str) -> dt.date | None:
+    if date == "latest":
+        return None
+    try:
+        return dt.date.fromisoformat(date)
+    except ValueError:
+        _fail(f"{command}: {date!r} is not a date (expected YYYY-MM-DD or 'latest')", code=2)
+        raise AssertionError("unreachable") from None
 
 
 def _print_issue(issue: Issue, console: Console) -> None:

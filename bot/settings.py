@@ -29,6 +29,22 @@ class Settings(BaseSettings):
         default="",
         description="The public root URL of this service (issue pages, unsubscribe and tracking links).",
     )
+    secret_key: str = Field(
+        default="",
+        description=(
+            "Signs unsubscribe/confirm tokens and click-tracking links. Set a long random value in "
+            "production; empty means a random key per process (tokens die with it)."
+        ),
+    )
+    mail_from: str = Field(
+        default="嵌入式AI简报 <newsletter@localhost>",
+        description="The From address of newsletter mail.",
+    )
+    track_links: bool = Field(
+        default=False,
+        description="Rewrite links to PUBLIC_URL/r/TOKEN to count clicks (needs PUBLIC_URL).",
+    )
+    utm: bool = Field(default=False, description="Add utm_source/utm_medium/utm_campaign to outgoing links.")
 
 
 def load_settings() -> Settings:

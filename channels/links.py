@@ -91,7 +91,8 @@ class LinkRewriter:
             return RewrittenLink(url, absolute)
         if self.policy.utm:
             absolute = _with_utm(absolute, self.policy.channel, self.issue_date)
-        if self.policy.tracks:
+        if self.policy.tracks and not (self.policy.channel == "wechat" and is_wechat_article(absolute)):
+            # Inside WeChat an article link must stay an mp.weixin.qq.com link to remain a link at all.
             token = tracking_token(self.policy.secret or b"", self.policy.channel, self.issue_date, absolute)
             return RewrittenLink(absolute, f"{self.policy.public_url}/r/{token}", token)
         return RewrittenLink(url, absolute)

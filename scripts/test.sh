@@ -2,6 +2,10 @@
 # The whole test suite: lint, format check, strict typing, then pytest on SQLite and PostgreSQL.
 source "$(dirname "$0")/venv.sh"
 source "$(dirname "$0")/services.sh"
+# The email screenshot test needs headless Chromium (and a CJK font, or Chinese text renders as boxes).
+if [ "$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+fi
 set -x
 ruff check .
 ruff format --check .

@@ -1,0 +1,393 @@
+"""Email: an issue is rendered ONCE into an `EmailTemplate`, then personalised per subscriber by string
+replacement only.
+
+render_email(document) -> EmailTemplate(subject, preheader, html, text, ...)   Jinja2 + css-inline, once
+EmailTemplate.personalize(to=..., unsubscribe_url=...) -> EmailMessage          str.replace, per subscriber
+
+The subscriber-specific parts (recipient address, unsubscribe URL) are marker strings in the rendered
+template. A marker carries a hash of the whole document, so issue content cannot contain it by accident or
+on purpose. The HTML is written with a <style> block in templates/email.html.j2; css-inline copies every
+rule into style="" attributes and keeps only the @media rules in a <style> in <head> (clients that read
+it get the narrow-screen layout; clients that drop <style> still get every other style inline). The HTML
+stays under EMAIL_HTML_MAX_BYTES after personalisation, trimmed section by section with channels.fitting
+when needed.
+
+This module is named `email` inside the `channels` package; absolute imports make `import email.message`
+here mean the standard library (checked by the tests), so it does not shadow it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html as html_lib
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from channels.document import IssueDocument, ItemBlock, Run, shorten_text
+from channels.fitting import fit, more_line, non_empty
+from channels.links import RewrittenLink
+
+# Gmail clips a message whose HTML is over ~102 KB, hiding the rest (the footer and its unsubscribe link):
+# stay under ~85 KB of UTF-8 (shared/notes/channels.md, "Email").
+EMAIL_HTML_MAX_BYTES = 85_000
+# Not a platform limit: subject lines past ~60 characters are cut in inbox lists (Mailchimp's subject-line
+# guidance: at most 9 words and 60 characters). An editorial choice.
+SUBJECT_MAX_CHARS = 60
+# Not a platform limit: inbox previews show roughly 40-140 characters depending on the client; the rest
+# of a longer preheader is never seen. An editorial choice.
+PREHEADER_MAX_CHARS = 100
+# RFC 5321 4.5.3.1.3: a path is at most 256 octets including its angle brackets -> 254 for the address.
+MAX_ADDRESS_CHARS = 254
+# Our own bound on unsubscribe URLs, so List-Unsubscribe (both URLs) stays far below RFC 5322 2.1.1's
+# 998-character line limit and the HTML budget can reserve room for the URL before it is known.
+MAX_UNSUBSCRIBE_URL_CHARS = 512
+# html.escape turns one character into at most 6 bytes (' -> &#x27;); a UTF-8 character is at most 4.
+_ESCAPED_BYTES_PER_CHAR = 6
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+HTML_TEMPLATE = "email.html.j2"
+TEXT_TEMPLATE = "email.txt.j2"
+DEFAULT_NAME = "嵌入式AI简报"
+QUICK_NEWS_HEADING = "热身小新闻"
+# The subscriber `to_dict()` and `preview()` show when the caller names none (CLI samples, goldens).
+SAMPLE_RECIPIENT = "reader@example.com"
+SAMPLE_UNSUBSCRIBE_URL = "https://jianbao.example/unsubscribe/SAMPLE-TOKEN"
+# The sample's Date: the issue's day at 08:00 in China (fixed, so samples and goldens are stable).
+SAMPLE_SEND_TIME = dt.time(8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+_DATE_IN_TITLE = re.compile(r"\s*[(（]\s*\d{4}-\d{1,2}-\d{1,2}\s*[)）]\s*")
+_WHITESPACE = re.compile(r"\s+")
+_LINE_BREAKS = ("\r", "\n")
+_URL_FORBIDDEN = re.compile(r"[\s<>\"'\\^`{|}\x00-\x1f\x7f]")
+_ADDRESS_FORBIDDEN = re.compile(r"[\s<>\"\\,;()\[\]\x00-\x1f\x7f]")  # an addr-spec without quoting
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    """What the templates show of a section: its items and its "还有 N 条" line, if any."""
+
+    name: str
+    anchor: str
+    items: tuple[ItemBlock, ...]
+    more: str | None
+    more_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailTemplate:
+    """One issue's email, rendered and inlined once; `personalize` makes each subscriber's message."""
+
+    date: dt.date
+    subject: str
+    preheader: str
+    html: str  # with the markers below in place of the subscriber's parts
+    text: str
+    mail_from: str
+    message_id_domain: str
+    unsubscribe_mailto: str | None  # "mailto:...?subject=unsubscribe" for List-Unsubscribe, or None
+    unsubscribe_marker: str
+    recipient_marker: str
+    document: IssueDocument  # the (possibly trimmed) document the parts were rendered from
+    links: tuple[RewrittenLink, ...]  # the links the parts show
+    html_max_bytes: int = EMAIL_HTML_MAX_BYTES
+    html_reserve: int = 0  # bytes a subscriber's parts may add to `html`, at most
+
+    def personalize(self, *, to: str, unsubscribe_url: str, date: dt.datetime | None = None) -> EmailMessage:
+        """The complete message for one subscriber: string replacement, no rendering.
+
+        `to` is an address, optionally with a display name; `unsubscribe_url` is the subscriber's
+        opaque one-click URL (RFC 8058: the token in it is the only credential). `date` (timezone-aware)
+        defaults to now. Raises ValueError for CR/LF (header injection) or malformed values.
+        """
+        address = check_recipient(to)
+        check_unsubscribe_url(unsubscribe_url)
+        when = date or dt.datetime.now(dt.UTC)
+        if when.tzinfo is None:
+            raise ValueError("the Date needs a timezone-aware datetime")
+        html_escaped = html_lib.escape(unsubscribe_url, quote=True)
+        html = self.html.replace(self.unsubscribe_marker, html_escaped).replace(
+            self.recipient_marker, html_lib.escape(address, quote=True)
+        )
+        text = self.text.replace(self.unsubscribe_marker, unsubscribe_url).replace(
+            self.recipient_marker, address
+        )
+        message = EmailMessage()
+        message["From"] = self.mail_from
+        message["To"] = to
+        message["Subject"] = self.subject
+        message["Date"] = format_datetime(when)
+        message["Message-ID"] = self.message_id(address)
+        message["MIME-Version"] = "1.0"
+        targets = [f"<{unsubscribe_url}>"]
+        if self.unsubscribe_mailto:
+            targets.append(f"<{self.unsubscribe_mailto}>")
+        message["List-Unsubscribe"] = ", ".join(targets)
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        # A deterministic boundary (the default one is random): a hash of the parts, so no part holds it.
+        digest = hashlib.sha256(f"{message['Message-ID']}\n{text}\n{html}".encode()).hexdigest()
+        message.set_boundary(f"=_jianbao_{digest[:24]}")
+        return message
+
+    def message_id(self, address: str) -> str:
+        """Stable per (issue, subscriber): a resend of the same issue has the same Message-ID."""
+        digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:16]
+        return f"<jianbao.{self.date.isoformat()}.{digest}@{self.message_id_domain}>"
+
+    def to_dict(
+        self,
+        *,
+        to: str = SAMPLE_RECIPIENT,
+        unsubscribe_url: str = SAMPLE_UNSUBSCRIBE_URL,
+        date: dt.datetime | None = None,
+    ) -> dict[str, object]:
+        """The JSON contract of `jianbao render`, personalised for a sample subscriber (by default
+        SAMPLE_RECIPIENT at SAMPLE_UNSUBSCRIBE_URL, dated the issue's day at 08:00 +08:00)."""
+        message = self.personalize(to=to, unsubscribe_url=unsubscribe_url, date=date or self.sample_date)
+        return {
+            "channel": "email",
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "html": _part(message, "html"),
+            "text": _part(message, "plain"),
+            "eml": message.as_bytes().decode("utf-8"),
+            "links": [{"original": link.original, "rendered": link.rendered} for link in self.links],
+        }
+
+    def preview(self) -> str:
+        text = self.text.replace(self.unsubscribe_marker, SAMPLE_UNSUBSCRIBE_URL).replace(
+            self.recipient_marker, SAMPLE_RECIPIENT
+        )
+        return f"主题：{self.subject}\n预览：{self.preheader}\n\n{text}"
+
+    @property
+    def sample_date(self) -> dt.datetime:
+        return dt.datetime.combine(self.date, SAMPLE_SEND_TIME)
+
+    @property
+    def html_worst_bytes(self) -> int:
+        """An upper bound of any subscriber's HTML size in UTF-8 bytes (always <= html_max_bytes)."""
+        return len(self.html.encode("utf-8")) + self.html_reserve
+
+
+def render_email(
+    document: IssueDocument,
+    *,
+    mail_from: str,
+    unsubscribe_mailto: str | None = None,
+    max_html_bytes: int = EMAIL_HTML_MAX_BYTES,
+) -> EmailTemplate:
+    """Render one issue's email once. `mail_from` is the From header ("Name <addr@domain>"); its domain
+    makes the Message-IDs. `unsubscribe_mailto` (an address) adds a mailto: to List-Unsubscribe.
+
+    Raises ValueError for a malformed sender, channels.fitting.DoesNotFit when even the most trimmed
+    document is over `max_html_bytes`.
+    """
+    domain = _sender_domain(mail_from)
+    mailto = None
+    if unsubscribe_mailto is not None:
+        mailto = f"mailto:{_single_address(unsubscribe_mailto, 'unsubscribe')}?subject=unsubscribe"
+    nonce = hashlib.sha256(repr(document).encode("utf-8")).hexdigest()[:20]
+    unsubscribe_marker = f"JIANBAO-UNSUBSCRIBE-{nonce}"
+    recipient_marker = f"JIANBAO-RECIPIENT-{nonce}"
+    subject = email_subject(document)
+
+    def attempt(candidate: IssueDocument) -> EmailTemplate | None:
+        html, text, preheader = _render(candidate, subject, unsubscribe_marker, recipient_marker)
+        reserve = html.count(unsubscribe_marker) * (
+            MAX_UNSUBSCRIBE_URL_CHARS * _ESCAPED_BYTES_PER_CHAR - len(unsubscribe_marker)
+        ) + html.count(recipient_marker) * (
+            MAX_ADDRESS_CHARS * _ESCAPED_BYTES_PER_CHAR - len(recipient_marker)
+        )
+        if len(html.encode("utf-8")) + reserve > max_html_bytes:
+            return None
+        return EmailTemplate(
+            date=candidate.date,
+            subject=subject,
+            preheader=preheader,
+            html=html,
+            text=text,
+            mail_from=mail_from,
+            message_id_domain=domain,
+            unsubscribe_mailto=mailto,
+            unsubscribe_marker=unsubscribe_marker,
+            recipient_marker=recipient_marker,
+            document=candidate,
+            links=_shown_links(candidate),
+            html_max_bytes=max_html_bytes,
+            html_reserve=reserve,
+        )
+
+    whole = attempt(document)  # most issues fit whole: one render instead of fit's binary search
+    if whole is not None:
+        return whole
+    template, _ = fit(document, attempt)
+    return template
+
+
+# --- text helpers --------------------------------------------------------------------------------------
+
+
+def email_subject(document: IssueDocument) -> str:
+    """ "嵌入式AI简报 2020-07-02 | headline", or the first items' titles when there is no headline."""
+    name = _one_line(_DATE_IN_TITLE.sub(" ", document.title)) or DEFAULT_NAME
+    prefix = f"{name} {document.date.isoformat()}"
+    topic = _one_line(document.headline or "")
+    if not topic:
+        firsts = [_one_line(section.items[0].title) for section in document.sections if section.items]
+        topic = " / ".join(title for title in firsts if title)
+    if not topic:
+        return prefix
+    room = max(SUBJECT_MAX_CHARS - len(prefix) - 3, 12)
+    return f"{prefix} | {shorten_text(topic, room)}"
+
+
+def preheader_text(document: IssueDocument) -> str:
+    """The hidden preview line: the lead (plain text in the document), else the items' titles."""
+    if document.lead:
+        source = document.lead
+    else:
+        titles = [item.title for section in non_empty(document.sections) for item in section.items]
+        source = f"本期 {document.item_count} 条：" + "；".join(titles)
+    return shorten_text(_one_line(source), PREHEADER_MAX_CHARS)
+
+
+def check_recipient(to: str) -> str:
+    """The addr-spec of `to` ("a@b.example" or "Name <a@b.example>"); ValueError if malformed."""
+    return _single_address(to, "recipient")
+
+
+def check_unsubscribe_url(url: str) -> None:
+    if any(character in url for character in _LINE_BREAKS):
+        raise ValueError("the unsubscribe URL contains a line break")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError(f"the unsubscribe URL must be an absolute http(s) URL: {url!r}")
+    if not url.isascii() or _URL_FORBIDDEN.search(url) or len(url) > MAX_UNSUBSCRIBE_URL_CHARS:
+        raise ValueError(f"the unsubscribe URL must be ASCII, unquoted and short: {url!r}")
+
+
+# --- rendering -----------------------------------------------------------------------------------------
+
+
+def _render(document: IssueDocument, subject: str, unsubscribe: str, recipient: str) -> tuple[str, str, str]:
+    preheader = preheader_text(document)
+    context: dict[str, object] = {
+        "subject": subject,
+        "preheader": preheader,
+        "title": document.title,
+        "date": document.date.isoformat(),
+        "headline": document.headline,
+        "tagline": document.tagline,
+        "lead": document.lead,
+        "issue_url": document.issue_url,
+        "quick_news_heading": QUICK_NEWS_HEADING,
+        "quick_news": document.quick_news,
+        "sections": _sections(document),
+        "unsubscribe_url": unsubscribe,
+        "recipient": recipient,
+    }
+    environment = _environment()
+    html = environment.get_template(HTML_TEMPLATE).render(context)
+    text = environment.get_template(TEXT_TEMPLATE).render(context)
+    return _inliner().inline(html), text, preheader
+
+
+def _sections(document: IssueDocument) -> tuple[SectionView, ...]:
+    shown = {id(section) for section in non_empty(document.sections)}
+    return tuple(
+        SectionView(
+            name=section.name,
+            anchor=f"section-{position}",  # the same numbering as IssueDocument.section_url
+            items=section.items,
+            more=more_line(section.omitted) if section.omitted else None,
+            more_url=document.section_url(section) or document.issue_url,
+        )
+        for position, section in enumerate(document.sections, 1)
+        if id(section) in shown
+    )
+
+
+def _shown_links(document: IssueDocument) -> tuple[RewrittenLink, ...]:
+    shown: set[str] = set()
+    for item in (*document.quick_news, *(item for section in document.sections for item in section.items)):
+        if item.url:
+            shown.add(item.url)
+        shown.update(run.url for run in item.summary if run.url)
+    return tuple(link for link in document.links if link.rendered in shown)
+
+
+def _part(message: EmailMessage, subtype: str) -> str:
+    body = message.get_body(preferencelist=(subtype,))
+    if body is None:  # pragma: no cover - personalize always makes both parts
+        raise LookupError(subtype)
+    return str(body.get_content())
+
+
+def _one_line(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _single_address(value: str, what: str) -> str:
+    """The addr-spec of a header value holding exactly one address, else ValueError."""
+    if any(character in value for character in _LINE_BREAKS):
+        raise ValueError(f"the {what} contains a line break")
+    addresses = getaddresses([value])
+    address = addresses[0][1] if len(addresses) == 1 else ""
+    local, at, domain = address.rpartition("@")
+    if (
+        not (local and at and domain)
+        or len(address) > MAX_ADDRESS_CHARS
+        or _ADDRESS_FORBIDDEN.search(address)
+    ):
+        raise ValueError(f"not one {what} address: {value!r}")
+    return address
+
+
+def _sender_domain(mail_from: str) -> str:
+    domain = _single_address(mail_from, "sender").rpartition("@")[2]
+    return domain.lower() if domain.isascii() else domain.encode("idna").decode("ascii")
+
+
+def _runs_text(runs: tuple[Run, ...]) -> str:
+    """Summary runs as plain text: a linked run shows its URL after its text."""
+    parts = []
+    for run in runs:
+        if run.url and run.text.strip() != run.url:
+            parts.append(f"{run.text} <{run.url}>")
+        elif run.url:
+            parts.append(f"<{run.url}>")
+        else:
+            parts.append(run.text)
+    return "".join(parts)
+
+
+@cache
+def _environment() -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["runs_text"] = _runs_text
+    return environment
+
+
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    # keep_at_rules: @media rules cannot be inlined, so they stay in one <style> in <head>; everything
+    # else is inlined and its rules removed. Nothing is fetched: rendering stays pure.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
