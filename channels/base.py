@@ -8,7 +8,11 @@ their source; see ../shared/notes/channels.md for the facts they come from.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
+
+# Jinja2 templates live at the top of the project (and are installed beside the packages: pyproject.toml).
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 def characters(text: str) -> int:

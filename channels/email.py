@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from functools import cache
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument, ItemBlock, Run, shorten_text
 from channels.fitting import fit, more_line, non_empty
 from channels.links import RewrittenLink
@@ -53,7 +53,6 @@ MAX_UNSUBSCRIBE_URL_CHARS = 512
 # html.escape turns one character into at most 6 bytes (' -> &#x27;); a UTF-8 character is at most 4.
 _ESCAPED_BYTES_PER_CHAR = 6
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 HTML_TEMPLATE = "email.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
 DEFAULT_NAME = "嵌入式AI简报"

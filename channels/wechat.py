@@ -19,12 +19,11 @@ import functools
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
-from channels.base import utf8_bytes, utf16_units
+from channels.base import TEMPLATE_DIR, utf8_bytes, utf16_units
 from channels.document import IssueDocument, ItemBlock, Run, shorten_text
 from channels.fitting import fit, more_line, non_empty
 from channels.links import RewrittenLink, is_wechat_article
@@ -45,7 +44,6 @@ WECHAT_TEXT_MAX_BYTES = 2048
 REFERENCE_LABEL_CHARS = 40  # the text shown in the 引用链接 list for a long title or link text
 
 DEFAULT_AUTHOR = "嵌入式AI简报"
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 ARTICLE_TEMPLATE = "wechat_article.html.j2"
 _BETWEEN_TAGS = re.compile(r">\s*\n\s*<")  # issue text is escaped, so a raw ">" or "<" is always markup
 _SPACES = re.compile(r"\s+")

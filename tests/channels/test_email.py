@@ -561,7 +561,7 @@ def test_truncation_keeps_every_section_and_exact_counts(name: str, budget: int)
 # --- the screenshot ------------------------------------------------------------------------------------
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREEN_WIDTH, SCREEN_HEIGHT = 800, 2400
+SCREEN_WIDTH, SCREEN_HEIGHT = 800, 7600  # the whole 2020-07-02 digest is about 7,000 px tall at 800 wide
 
 
 def png_rows(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -617,3 +617,5 @@ def test_screenshot_of_the_html_part(tmp_path: Path) -> None:
     assert (width, height) == (SCREEN_WIDTH, SCREEN_HEIGHT)
     # A blank page filters to a handful of distinct scanlines; text makes hundreds.
     assert len(set(rows)) > 300, "the screenshot looks blank"
+    # The last section and the footer are drawn too, not only the top of the column.
+    assert len(set(rows[SCREEN_HEIGHT // 2 :])) > 150, "the lower half of the digest looks blank"
