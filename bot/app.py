@@ -1,17 +1,37 @@
-"""The composition root: builds the parts of jianbao in order and closes them in reverse.
+"""The composition root: `create_app(settings)` builds storage, search, renderers and the channels in
+order, and closes them in reverse (aiohttp's cleanup contexts, like starlette's lifespan).
 
-For now the parts are storage only; the web service, channels and workers join here as they arrive.
+Nothing lives at module level: every part hangs off the application under a typed key, so two apps
+(two tests, two ports) never share state.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from aiohttp import web
+
+from bot.importing import import_paths
+from bot.metrics import Metrics
+from bot.rendering import Renderer
 from bot.settings import Settings
-from storage.database import Database, database_url
+from content.demo import demo_issue_dir
+from storage.database import Database
 from storage.issues import IssueStore
+from storage.search.follow import refresh_index
+from storage.search.index import SearchIndex
+
+log = logging.getLogger(__name__)
+
+# Webhook and form bodies are small; anything larger is refused with 413 before it is read.
+MAX_BODY_BYTES = 1024 * 1024
+# How often a running service looks for issues imported or deleted by another process.
+SEARCH_REFRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +42,86 @@ class Storage:
 
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    database = Database(database_url(settings.database_url))
+    database = Database(settings.database_url or None)
     await database.open()
     try:
         await database.migrate()
         yield Storage(database=database, issues=IssueStore(database))
     finally:
         await database.close()
+
+
+@dataclass
+class Services:
+    """Everything the routes use, built in order by `create_app`."""
+
+    settings: Settings
+    storage: Storage
+    search: SearchIndex
+    renderer: Renderer
+    metrics: Metrics
+    # channel name -> why it is off (empty when on); `serve` prints it at start
+    channel_status: dict[str, str] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def channel_status(settings: Settings) -> dict[str, str]:
+    """Which channels the settings turn on; a channel whose settings are missing is simply off."""
+    return {
+        "wechat": "" if settings.wechat_token else "off: JIANBAO_WECHAT_TOKEN is not set",
+        "telegram": "" if settings.telegram_token else "off: JIANBAO_TELEGRAM_TOKEN is not set",
+        "email": "" if settings.smtp_url else "off: JIANBAO_SMTP_URL is not set",
+    }
+
+
+def create_app(settings: Settings) -> web.Application:
+    from bot import site
+    from bot.errors import error_middleware
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app.cleanup_ctx.append(_services(settings))
+    site.setup(app)
+    return app
+
+
+def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with open_storage(settings) as storage:
+            if not settings.database_url and await storage.issues.count() == 0:
+                # The embedded default: a fresh SQLite file gets the bundled demo issues.
+                report = await import_paths([demo_issue_dir()], storage.issues)
+                log.info("imported %d demo issues", len(report.imported))
+            search = SearchIndex()
+            await refresh_index(search, storage.issues)
+            services = Services(
+                settings=settings,
+                storage=storage,
+                search=search,
+                renderer=Renderer(settings),
+                metrics=Metrics(),
+                channel_status=channel_status(settings),
+            )
+            app[SERVICES] = services
+            refresher = asyncio.create_task(_keep_search_fresh(services))
+            try:
+                yield
+            finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+
+    return context
+
+
+async def _keep_search_fresh(services: Services) -> None:
+    while True:
+        await asyncio.sleep(SEARCH_REFRESH_SECONDS)
+        try:
+            report = await refresh_index(services.search, services.storage.issues)
+        except OSError:  # the database is briefly unreachable: try again next round
+            log.warning("search refresh failed; retrying in %.0f s", SEARCH_REFRESH_SECONDS)
+            continue
+        if report.changed:
+            log.info("search index: %d issues re-indexed, %d removed", report.indexed, report.removed)

@@ -204,6 +204,29 @@ def search_command(
             console.print(Text(f"    {hit.url}", style="blue"))
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+) -> None:
+    """Run the service: webhooks, sign-up pages, the issue archive and the feed."""
+    from aiohttp import web
+
+    from bot.app import channel_status, create_app
+
+    settings = load_settings()
+    database = settings.database_url.split("@")[-1] if settings.database_url else "SQLite ./var/jianbao.db"
+    console = Console()
+    console.print(Text(f"jianbao on http://{host}:{port}  ·  database: {database}", style="bold"))
+    for channel, reason in channel_status(settings).items():
+        console.print(Text(f"  {channel:9s} {reason or 'on'}", style="dim" if reason else "green"))
+    console.print(Text(f"  try: http://{host}:{port}/issues  ·  .venv/bin/jianbao search 量化", style="dim"))
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    except OSError as exc:
+        _fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
+
+
 @app.command("render")
 def render_command(
     date: Annotated[str, typer.Argument(help="The issue's date, YYYY-MM-DD, or 'latest'.")],

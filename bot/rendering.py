@@ -18,7 +18,7 @@ from channels.telegram import TelegramPayload, render_telegram
 from channels.wechat import WeChatPayload, render_wechat
 from content.model import Issue
 
-Channel = Literal["telegram", "wechat", "email"]
+Channel = Literal["telegram", "wechat", "email", "web"]  # "web": the public archive pages
 CHANNELS: tuple[Channel, ...] = ("telegram", "wechat", "email")
 
 

@@ -45,6 +45,29 @@ class Settings(BaseSettings):
         description="Rewrite links to PUBLIC_URL/r/TOKEN to count clicks (needs PUBLIC_URL).",
     )
     utm: bool = Field(default=False, description="Add utm_source/utm_medium/utm_campaign to outgoing links.")
+    admin_token: str = Field(
+        default="", description="Bearer token of the admin API. Empty: the admin API is off."
+    )
+    wechat_appid: str = Field(default="", description="WeChat official account AppID.")
+    wechat_secret: str = Field(
+        default="", description="WeChat AppSecret (access tokens for customer-service and mass sends)."
+    )
+    wechat_token: str = Field(
+        default="", description="WeChat server Token (webhook signatures). Empty: WeChat is off."
+    )
+    wechat_aes_key: str = Field(
+        default="",
+        description="WeChat EncodingAESKey (43 characters) for safe mode. Empty: compatible (plain) mode.",
+    )
+    wechat_api_url: str = Field(default="https://api.weixin.qq.com", description="WeChat API root.")
+    telegram_token: str = Field(default="", description="Telegram bot token. Empty: Telegram is off.")
+    telegram_secret: str = Field(
+        default="", description="Secret of the Telegram webhook (X-Telegram-Bot-Api-Secret-Token header)."
+    )
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Telegram Bot API root.")
+    smtp_url: str = Field(
+        default="", description="SMTP server, e.g. smtp://127.0.0.1:1025. Empty: email is off."
+    )
 
 
 def load_settings() -> Settings:

@@ -1,0 +1,39 @@
+"""Errors become responses in one place: a JianbaoError by the status on its class, aiohttp's own HTTP
+errors as they are (404, 405, 413...), anything else as a bare 500. A client never sees a stack trace:
+bodies are one line of text (or JSON for /api), and the details go to the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from content.errors import JianbaoError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _body(request: web.Request, status: int, message: str) -> web.Response:
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": message}, status=status)
+    return web.Response(status=status, text=message + "\n")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except JianbaoError as error:
+        if error.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, error.message)
+        return _body(request, error.status, error.message)
+    except web.HTTPException as error:
+        if error.status >= 400 and error.text and error.text.startswith(f"{error.status}:"):
+            return _body(request, error.status, error.reason)  # aiohttp's default bodies, made one line
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _body(request, 500, "internal error")
