@@ -77,12 +77,14 @@ def channel_status(settings: Settings) -> dict[str, str]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    from bot import site
+    # Imported here: the feature modules import this one for SERVICES and Services.
+    from bot import site, subscriptions, telegram, wechat
     from bot.errors import error_middleware
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
-    app.cleanup_ctx.append(_services(settings))
-    site.setup(app)
+    app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
+    for feature in (site, subscriptions, wechat, telegram):
+        feature.setup(app)
     return app
 
 
