@@ -12,12 +12,17 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "jianbao_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+            "jianbao_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "jianbao_http_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry
         )
-        self.searches = Counter("jianbao_searches", "Keyword searches by channel", ["channel"], registry=self.registry)
+        self.searches = Counter(
+            "jianbao_searches", "Keyword searches by channel", ["channel"], registry=self.registry
+        )
         self.clicks = Counter(
             "jianbao_link_clicks", "Tracked link clicks by channel", ["channel"], registry=self.registry
         )

@@ -25,7 +25,7 @@ def setup(app: web.Application) -> None:
         autoescape=select_autoescape(["html", "xml", "j2"]),
         undefined=StrictUndefined,
     )
-    app.middlewares.append(_measure)
+    app.middlewares.insert(0, _measure)  # outermost: it sees the responses the error middleware made
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", home)
@@ -96,8 +96,10 @@ async def issue_page(request: web.Request) -> web.Response:
     if issue is None:
         raise NotFound(f"no issue dated {date}")
     document = services.renderer.document(issue, "web")
-    html = request.app[TEMPLATES].get_template("issue.html.j2").render(
-        document=document, sections=_numbered(document), subscribe=bool(services.settings.smtp_url)
+    html = (
+        request.app[TEMPLATES]
+        .get_template("issue.html.j2")
+        .render(document=document, sections=_numbered(document), subscribe=bool(services.settings.smtp_url))
     )
     return web.Response(text=html, content_type="text/html")
 
@@ -105,7 +107,9 @@ async def issue_page(request: web.Request) -> web.Response:
 def _numbered(document: IssueDocument) -> list[tuple[int, object]]:
     """Sections with the 1-based position `IssueDocument.section_url` uses as its anchor."""
     shown = set(id(section) for section in non_empty(document.sections))
-    return [(position, section) for position, section in enumerate(document.sections, 1) if id(section) in shown]
+    return [
+        (position, section) for position, section in enumerate(document.sections, 1) if id(section) in shown
+    ]
 
 
 async def feed(request: web.Request) -> web.Response:

@@ -227,9 +227,6 @@ def render_email(
             html_reserve=reserve,
         )
 
-    whole = attempt(document)  # most issues fit whole: one render instead of fit's binary search
-    if whole is not None:
-        return whole
     template, _ = fit(document, attempt)
     return template
 

@@ -12,7 +12,7 @@ within it, trimming in this order (each step keeps everything the earlier steps 
 5. titles are shortened (60, 30, 12 characters).
 
 Every step only shrinks the payload, so the steps form a monotone sequence and `fit` binary-searches
-it: about five renders instead of thirty. Cuts happen on the document (whole runs, whole characters),
+it: about five renders instead of thirty (and one when the whole document fits, the usual case). Cuts happen on the document (whole runs, whole characters),
 before any markup exists, so no tag, entity, link, surrogate pair or multi-byte character is ever split.
 """
 
@@ -52,8 +52,11 @@ def more_line(count: int) -> str:
 
 def fit(document: IssueDocument, attempt: Callable[[IssueDocument], T | None]) -> tuple[T, IssueDocument]:
     """The payload of the least trimmed document for which `attempt` returns one (not None)."""
+    whole = attempt(document)  # most issues fit whole: one render instead of a binary search
+    if whole is not None:
+        return whole, document
     plans = trim_plans(document)
-    low, high = 0, len(plans) - 1
+    low, high = 1, len(plans) - 1
     best: tuple[T, IssueDocument] | None = None
     trimmed = apply_trim(document, plans[high])
     payload = attempt(trimmed)
