@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,7 +14,7 @@ from bot.app import SERVICES, Services
 from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
 from channels.fitting import non_empty
-from content.errors import NotFound
+from content.errors import BadInput, NotFound
 
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
 TEMPLATES = web.AppKey("site_templates", Environment)
@@ -32,6 +33,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/issues", archive)
     app.router.add_get("/issues/{date}", issue_page)
     app.router.add_get("/feed.xml", feed)
+    app.router.add_get("/search", search)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -110,6 +112,23 @@ def _numbered(document: IssueDocument) -> list[tuple[int, object]]:
     return [
         (position, section) for position, section in enumerate(document.sections, 1) if id(section) in shown
     ]
+
+
+async def search(request: web.Request) -> web.Response:
+    """GET /search?q=量化&limit=10&offset=0: the keyword search as JSON (the archive's search box)."""
+    services = _services(request)
+    try:
+        limit = int(request.query.get("limit", "10"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise BadInput("limit and offset must be whole numbers") from None
+    result = services.search.search(request.query.get("q", ""), limit=limit, offset=offset)
+    services.metrics.searches.labels("web").inc()
+    return web.json_response(result.to_dict(), dumps=_dumps)
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
 async def feed(request: web.Request) -> web.Response:

@@ -88,3 +88,32 @@ async def test_metrics_count_requests_per_route(demo_client: TestClient[object, 
     assert 'jianbao_http_requests_total{route="/issues/{date}",status="200"} 1.0' in text
     assert 'jianbao_http_requests_total{route="/issues/{date}",status="404"} 1.0' in text
     assert "jianbao_http_request_seconds_bucket" in text
+
+
+async def test_search_route(demo_client: TestClient[object, object]) -> None:
+    response = await demo_client.get("/search", params={"q": "量化", "limit": "3"})
+    data = await response.json()
+    assert data["query"] == "量化"
+    assert len(data["results"]) == 3
+    assert {"date", "section", "title", "url", "snippet", "score"} <= data["results"][0].keys()
+
+
+@pytest.mark.parametrize("query", ["", "C++", "title:x", '"', "NOT", "*", "10%", "🚀", "量" * 800, "\x00"])
+async def test_search_route_answers_hostile_queries(demo_client: TestClient[object, object], query: str) -> None:
+    response = await demo_client.get("/search", params={"q": query})
+    assert response.status == 200
+    data = await response.json()
+    assert data["results"] or data["hint"]
+
+
+async def test_a_query_longer_than_a_request_line_is_refused_cleanly(demo_client: TestClient[object, object]) -> None:
+    """10,000 characters URL-encode to 90 KB, over aiohttp's 8 KB request line: a 4xx, never a trace."""
+    response = await demo_client.get("/search", params={"q": "量" * 10_000})
+    assert 400 <= response.status < 500
+    assert "Traceback" not in await response.text()
+
+
+async def test_search_route_rejects_bad_numbers(demo_client: TestClient[object, object]) -> None:
+    response = await demo_client.get("/search", params={"q": "量化", "limit": "ten"})
+    assert response.status == 400
+    assert await response.text() == "limit and offset must be whole numbers\n"
