@@ -12,8 +12,9 @@ within it, trimming in this order (each step keeps everything the earlier steps 
 5. titles are shortened (60, 30, 12 characters).
 
 Every step only shrinks the payload, so the steps form a monotone sequence and `fit` binary-searches
-it: about five renders instead of thirty (and one when the whole document fits, the usual case). Cuts happen on the document (whole runs, whole characters),
-before any markup exists, so no tag, entity, link, surrogate pair or multi-byte character is ever split.
+it: about five renders instead of thirty (and one when the whole document fits, the usual case).
+Cuts happen on the document (whole runs, whole characters), before any markup exists, so no tag,
+entity, link, surrogate pair or multi-byte character is ever split.
 """
 
 from __future__ import annotations
