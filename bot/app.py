@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from bot.settings import Settings
 from content.demo import demo_issue_dir
 from storage.database import Database
 from storage.issues import IssueStore
+from storage.links import LinkStore
 from storage.search.follow import refresh_index
 from storage.search.index import SearchIndex
+from storage.subscribers import SubscriberStore
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class Services:
 
     settings: Settings
     storage: Storage
+    subscribers: SubscriberStore
+    links: LinkStore
     search: SearchIndex
     renderer: Renderer
     metrics: Metrics
@@ -69,10 +74,16 @@ SERVICES = web.AppKey("services", Services)
 
 def channel_status(settings: Settings) -> dict[str, str]:
     """Which channels the settings turn on; a channel whose settings are missing is simply off."""
+    telegram = "" if settings.telegram_token else "off: JIANBAO_TELEGRAM_TOKEN is not set"
+    if settings.telegram_token and not settings.telegram_secret:
+        telegram = "refusing every update (403): JIANBAO_TELEGRAM_SECRET is required"
+    email = "" if settings.smtp_url else "off: JIANBAO_SMTP_URL is not set"
+    if settings.smtp_url and not settings.public_url:
+        email = "off: JIANBAO_PUBLIC_URL is needed for confirm and unsubscribe links"
     return {
         "wechat": "" if settings.wechat_token else "off: JIANBAO_WECHAT_TOKEN is not set",
-        "telegram": "" if settings.telegram_token else "off: JIANBAO_TELEGRAM_TOKEN is not set",
-        "email": "" if settings.smtp_url else "off: JIANBAO_SMTP_URL is not set",
+        "telegram": telegram,
+        "email": email,
     }
 
 
@@ -89,6 +100,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    if not settings.secret_key:
+        # One random key for this app, shared by tracking links (Renderer) and subscriber tokens: what is
+        # signed with it dies with the process, which is right for a key nobody configured.
+        settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
+
     async def context(app: web.Application) -> AsyncIterator[None]:
         async with open_storage(settings) as storage:
             if not settings.database_url and await storage.issues.count() == 0:
@@ -100,6 +116,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             services = Services(
                 settings=settings,
                 storage=storage,
+                subscribers=SubscriberStore(storage.database),
+                links=LinkStore(storage.database),
                 search=search,
                 renderer=Renderer(settings),
                 metrics=Metrics(),

@@ -1,4 +1,4 @@
-"""The `jianbao` command line: import, list and show issues.
+"""The `jianbao` command line: import, list and show issues; manage subscribers.
 
 Every failure a user can cause ends in a one-line message on stderr and a non-zero exit status;
 the exit codes are 1 for "some work failed" and 2 for "the command was used wrongly".
@@ -7,10 +7,12 @@ the exit codes are 1 for "some work failed" and 2 for "the command was used wron
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import json
 import sys
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -28,10 +30,18 @@ from channels.fitting import DoesNotFit
 from channels.telegram import TelegramPayload
 from channels.wechat import WeChatPayload
 from content.demo import demo_issue_dir
-from content.errors import JianbaoError
+from content.errors import BadInput, JianbaoError
 from content.model import Issue
 from storage.search.follow import refresh_index
 from storage.search.index import MAX_LIMIT, SearchIndex, SearchResult
+from storage.subscribers import CHANNELS as SUBSCRIBER_CHANNELS
+from storage.subscribers import (
+    Subscriber,
+    SubscriberStatus,
+    SubscriberStore,
+    check_address,
+    normalise_topics,
+)
 
 app = typer.Typer(
     name="jianbao",
@@ -225,6 +235,8 @@ def serve_command(
         web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
     except OSError as exc:
         _fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
+    except (JianbaoError, ValueError) as exc:  # a setting the service cannot start with (e.g. a bad AES key)
+        _fail(f"serve: {exc}", code=1)
 
 
 @app.command("render")
@@ -302,6 +314,249 @@ def _print_issue(issue: Issue, console: Console) -> None:
             console.print(line)
             if item.url:
                 console.print(Text(f"      {item.url}", style="blue"))
+
+
+# --- subscribers -------------------------------------------------------------------------------------
+
+subscribers_app = typer.Typer(
+    name="subscribers",
+    help="The subscribers of every channel: add, remove, list, import from CSV, export.",
+    no_args_is_help=True,
+)
+app.add_typer(subscribers_app, name="subscribers")
+
+# CSV columns: the first three are what an editor writes; export adds the rest, and import reads `status`
+# so that re-importing an export does not bring back anyone who left.
+CSV_COLUMNS = ("channel", "address", "topics", "status", "created_at", "confirmed_at", "left_at")
+
+
+# Telegram group ids are negative: let "-100123" through as an argument rather than an unknown option.
+_NEGATIVE_IDS = {"ignore_unknown_options": True}
+
+
+@subscribers_app.command("add", context_settings=_NEGATIVE_IDS)
+def subscribers_add_command(
+    channel: Annotated[str, typer.Argument(help="wechat, telegram or email.")],
+    address: Annotated[str, typer.Argument(help="An openid, a chat id or an email address.")],
+    topics: Annotated[str | None, typer.Option("--topics", help="Topics, comma-separated: 量化,NPU.")] = None,
+) -> None:
+    """Add a subscriber (active at once), or bring back one who left; --topics replaces their topics."""
+    address = _subscriber_input("add", lambda: check_address(channel, address))
+    wanted = _subscriber_input("add", lambda: normalise_topics([topics or ""]))
+
+    async def work() -> tuple[Subscriber, str]:
+        async with open_storage(load_settings()) as storage:
+            store = SubscriberStore(storage.database)
+            found = await store.get(channel, address)
+            row, changed = await store.subscribe(channel, address, topics=wanted)
+            outcome = "already active" if not changed else "added" if found is None else "brought back"
+            if topics is not None and row.topics != wanted:
+                await store.set_topics(channel, address, wanted)
+                outcome = outcome if changed else "topics updated"
+            return row, outcome
+
+    row, outcome = _run(work())
+    sys.stdout.write(f"{outcome}: {row.channel} {row.address} (id {row.id})\n")
+
+
+@subscribers_app.command("remove", context_settings=_NEGATIVE_IDS)
+def subscribers_remove_command(
+    channel: Annotated[str, typer.Argument(help="wechat, telegram or email.")],
+    address: Annotated[str, typer.Argument(help="An openid, a chat id or an email address.")],
+) -> None:
+    """Unsubscribe someone; the row stays, marked unsubscribed, so the history is kept."""
+    address = _subscriber_input("remove", lambda: check_address(channel, address))
+
+    async def work() -> bool:
+        async with open_storage(load_settings()) as storage:
+            return await SubscriberStore(storage.database).unsubscribe(channel, address)
+
+    if not _run(work()):
+        _fail(f"remove: {channel} {address} is not subscribed", code=1)
+    sys.stdout.write(f"removed: {channel} {address}\n")
+
+
+@subscribers_app.command("list")
+def subscribers_list_command(
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status, e.g. active.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List subscribers in the order they came."""
+    rows = _all_subscribers("list", channel, status)
+    if as_json:
+        _emit_json([_subscriber_dict(row) for row in rows])
+        return
+    table = Table(title=f"{len(rows)} subscribers", title_justify="left")
+    for column in ("id", "channel", "address", "status", "topics", "since"):
+        table.add_column(column, justify="right" if column == "id" else "left")
+    for row in rows:
+        since = row.left_at or row.confirmed_at or row.created_at
+        table.add_row(
+            str(row.id),
+            row.channel,
+            Text(row.address),
+            row.status,
+            Text(" ".join(row.topics)),
+            f"{since:%Y-%m-%d}",
+        )
+    Console().print(table)
+
+
+@subscribers_app.command("export")
+def subscribers_export_command(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of CSV.")] = False,
+) -> None:
+    """Write every subscriber to stdout, as CSV (the columns `import` reads first) or JSON."""
+    rows = _all_subscribers("export", None, None)
+    if as_json:
+        _emit_json([_subscriber_dict(row) for row in rows])
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        record = _subscriber_dict(row)
+        writer.writerow(
+            [";".join(row.topics) if name == "topics" else record[name] or "" for name in CSV_COLUMNS]
+        )
+
+
+@subscribers_app.command("import")
+def subscribers_import_command(
+    path: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with the header channel,address,topics.")],
+) -> None:
+    """Add the subscribers of a CSV file (active at once). A bad row is reported by its line number and
+    skipped; the rest are imported. Nobody who left (unsubscribed, blocked, bounced) is brought back."""
+    rows, bad = _read_subscriber_csv(path)
+
+    async def work() -> Counter[str]:
+        async with open_storage(load_settings()) as storage:
+            store = SubscriberStore(storage.database)
+            return Counter(
+                await store.import_active(
+                    [(channel, address, topics) for _, channel, address, topics in rows]
+                )
+            )
+
+    outcomes = _run(work())
+    for line, reason in bad:
+        _error_line(f"subscribers import: line {line}: {reason}")
+    sys.stdout.write(
+        f"imported {len(rows)} row(s): {outcomes['new']} new, {outcomes['updated']} updated, "
+        f"{outcomes['unchanged']} unchanged, {outcomes['left']} who had left kept out; "
+        f"{len(bad)} bad row(s)\n"
+    )
+    if bad:
+        raise typer.Exit(1)
+
+
+ImportRow = tuple[int, str, str, tuple[str, ...]]  # line, channel, address, topics
+
+
+def _read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+    """The good rows of a subscriber CSV and the bad ones as (line, reason); the whole file is read before
+    anything is written, so a file that is not CSV at all changes nothing."""
+    lines = _csv_lines(path)
+    if not lines or isinstance(lines[0][1], str):
+        _fail(f"import: {path} is empty or its first line is not CSV", code=1)
+    header = [name.strip().lower() for name in lines[0][1]]
+    if "channel" not in header or "address" not in header:
+        _fail(f"import: the first line of {path} must be the header channel,address,topics", code=2)
+    rows: list[ImportRow] = []
+    bad: list[tuple[int, str]] = []
+    for line, record in lines[1:]:
+        if isinstance(record, str):
+            bad.append((line, record))
+            continue
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines are not rows
+        if len(record) != len(header):
+            bad.append((line, f"{len(record)} columns where the header has {len(header)}"))
+            continue
+        cells = dict(zip(header, (cell.strip() for cell in record), strict=True))
+        if cells.get("status", "active").lower() not in ("", "active", "pending"):
+            continue  # an export's unsubscribed, blocked and bounced rows stay out
+        channel = cells["channel"].lower()
+        try:
+            address = check_address(channel, cells["address"])
+            rows.append((line, channel, address, normalise_topics([cells.get("topics", "")])))
+        except BadInput as exc:
+            bad.append((line, exc.message))
+    return rows, bad
+
+
+def _csv_lines(path: Path) -> list[tuple[int, list[str] | str]]:
+    try:
+        # utf-8-sig: what Excel saves as "CSV UTF-8" starts with a byte order mark.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return list(_csv_records(csv.reader(handle)))
+    except OSError as exc:
+        _fail(f"import: cannot read {path}: {exc.strerror or exc}", code=1)
+    except UnicodeDecodeError:
+        _fail(f"import: {path} is not UTF-8 text", code=1)
+    raise AssertionError("unreachable")
+
+
+def _csv_records(reader: Any) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line, cells) per record, or (line, reason) for a record the csv module cannot read."""
+    line = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, f"not CSV: {exc}"
+        else:
+            yield line, record
+        line = reader.line_num + 1
+
+
+def _subscriber_input(command: str, check: Callable[[], T]) -> T:
+    try:
+        return check()
+    except BadInput as exc:
+        _fail(f"{command}: {exc.message}", code=2)
+        raise AssertionError("unreachable") from None
+
+
+def _all_subscribers(command: str, channel: str | None, status: str | None) -> list[Subscriber]:
+    if channel is not None and channel not in SUBSCRIBER_CHANNELS:
+        _fail(
+            f"{command}: --channel must be one of {', '.join(SUBSCRIBER_CHANNELS)}, not {channel!r}", code=2
+        )
+    statuses = [str(value) for value in SubscriberStatus]
+    if status is not None and status not in statuses:
+        _fail(f"{command}: --status must be one of {', '.join(statuses)}, not {status!r}", code=2)
+
+    async def work() -> list[Subscriber]:
+        found: list[Subscriber] = []
+        async with open_storage(load_settings()) as storage:
+            store = SubscriberStore(storage.database)
+            wanted = None if status is None else SubscriberStatus(status)
+            while page := await store.list(
+                channel=channel, status=wanted, after_id=found[-1].id if found else 0
+            ):
+                found.extend(page)
+        return found
+
+    return _run(work())
+
+
+def _subscriber_dict(row: Subscriber) -> dict[str, Any]:
+    def moment(value: dt.datetime | None) -> str | None:
+        return None if value is None else value.isoformat(timespec="seconds")
+
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "address": row.address,
+        "status": str(row.status),
+        "topics": list(row.topics),
+        "created_at": moment(row.created_at),
+        "confirmed_at": moment(row.confirmed_at),
+        "left_at": moment(row.left_at),
+    }
 
 
 def main() -> None:

@@ -98,11 +98,9 @@ async def issue_page(request: web.Request) -> web.Response:
     if issue is None:
         raise NotFound(f"no issue dated {date}")
     document = services.renderer.document(issue, "web")
-    html = (
-        request.app[TEMPLATES]
-        .get_template("issue.html.j2")
-        .render(document=document, sections=_numbered(document), subscribe=bool(services.settings.smtp_url))
-    )
+    signup = services.channel_status.get("email") == ""
+    template = request.app[TEMPLATES].get_template("issue.html.j2")
+    html = template.render(document=document, sections=_numbered(document), subscribe=signup)
     return web.Response(text=html, content_type="text/html")
 
 

@@ -1,9 +1,295 @@
-"""Placeholder: being written (issue 5)."""
+"""Email sign-up and leaving, and the click-tracking redirect.
+
+    POST /subscribe             form field email (and optional topics): a PENDING subscriber and a
+                                confirmation mail (double opt-in)
+    GET  /confirm/{token}       the link of that mail: PENDING -> ACTIVE
+    GET  /unsubscribe/{token}   a page with a button; changes nothing, because mail scanners fetch links
+    POST /unsubscribe/{token}   RFC 8058 one-click unsubscribe: 200 with a short text, never a redirect
+    GET  /r/{token}             302 to the URL remembered for a tracking token, counted; 404 otherwise
+
+The sign-up answer is the same page whatever the address's state, and the mail leaves from a background
+queue, so neither the page nor its timing tells whether an address is subscribed. Logs name subscribers
+by id, never by address.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from urllib.parse import quote, urlsplit
+
 from aiohttp import web
+
+from bot.app import SERVICES, Services
+from bot.mailer import Mailer
+from bot.site import TEMPLATES
+from bot.tokens import BadToken, Purpose, SubscriberTokens
+from content.errors import BadInput, NotFound, Unavailable
+from storage.subscribers import Subscriber, SubscriberStatus, check_address, normalise_topics
+
+log = logging.getLogger(__name__)
+
+# One confirmation mail per address per window: the form cannot be used to flood someone's inbox.
+CONFIRMATION_INTERVAL_SECONDS = 600.0
+# Confirmation mails waiting to be sent; beyond this the form is being abused and new ones are dropped.
+OUTBOX_SIZE = 1000
+# On shutdown, how long queued mails get to leave before they are given up.
+DRAIN_SECONDS = 10.0
+_SIGN_UP_PAGE = (
+    "请查收邮件",
+    "如果这个地址还没有订阅，我们刚发出一封确认邮件：点开其中的链接即完成订阅（7 天内有效）。",
+    "没有收到？请看看垃圾邮件文件夹，或过几分钟再试。",
+)
+
+
+class EmailSignup:
+    """The sign-up machinery of one app: token signer, mailer and its outbox."""
+
+    def __init__(self, services: Services, mailer: Mailer | None) -> None:
+        self.tokens = SubscriberTokens(services.settings.secret_key)
+        self.mailer = mailer
+        self._settings = services.settings
+        self._outbox: asyncio.Queue[tuple[int, EmailMessage]] = asyncio.Queue(OUTBOX_SIZE)
+        self._last_sent: dict[int, float] = {}  # subscriber id -> time.monotonic() of its last mail
+
+    @property
+    def public_url(self) -> str:
+        return self._settings.public_url.rstrip("/")
+
+    def confirm_url(self, subscriber: Subscriber, now: dt.datetime) -> str:
+        return f"{self.public_url}/confirm/{self.tokens.make(Purpose.CONFIRM, subscriber, now)}"
+
+    def unsubscribe_url(self, subscriber: Subscriber, now: dt.datetime) -> str:
+        """For the List-Unsubscribe header and footer of newsletter mail (EmailTemplate.personalize)."""
+        return f"{self.public_url}/unsubscribe/{self.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)}"
+
+    def queue_confirmation(self, subscriber: Subscriber, now: dt.datetime) -> None:
+        last = self._last_sent.get(subscriber.id)
+        moment = time.monotonic()
+        if last is not None and moment - last < CONFIRMATION_INTERVAL_SECONDS:
+            log.info("subscriber %d: confirmation mail sent recently, not again", subscriber.id)
+            return
+        try:
+            self._outbox.put_nowait((subscriber.id, self._confirmation(subscriber, now)))
+        except asyncio.QueueFull:
+            log.warning("subscriber %d: outbox full, confirmation mail dropped", subscriber.id)
+            return
+        self._last_sent = {
+            key: at for key, at in self._last_sent.items() if moment - at < CONFIRMATION_INTERVAL_SECONDS
+        }
+        self._last_sent[subscriber.id] = moment
+
+    def confirmed(self, subscriber_id: int) -> None:
+        """The mail did its job: should they leave and come back, the next one may go at once."""
+        self._last_sent.pop(subscriber_id, None)
+
+    async def deliver(self) -> None:
+        """Send what is queued, one mail at a time, forever (a task of the app's lifetime)."""
+        assert self.mailer is not None
+        while True:
+            subscriber_id, message = await self._outbox.get()
+            try:
+                await self.mailer.send(message)
+                log.info("subscriber %d: confirmation mail sent", subscriber_id)
+            except Unavailable as error:
+                # Let them ask again at once rather than wait out the interval for a mail that never left.
+                self._last_sent.pop(subscriber_id, None)
+                log.warning("subscriber %d: confirmation mail not sent: %s", subscriber_id, error.message)
+            except Exception:  # a bug must not stop every later mail: log it and carry on
+                self._last_sent.pop(subscriber_id, None)
+                log.exception("subscriber %d: confirmation mail failed", subscriber_id)
+            finally:
+                self._outbox.task_done()
+
+    async def drain(self) -> None:
+        await self._outbox.join()
+
+    def _confirmation(self, subscriber: Subscriber, now: dt.datetime) -> EmailMessage:
+        link = self.confirm_url(subscriber, now)
+        message = EmailMessage()
+        message["From"] = self._settings.mail_from
+        message["To"] = subscriber.address
+        message["Subject"] = "请确认订阅嵌入式AI简报"
+        message["Date"] = formatdate(now.timestamp(), usegmt=True)
+        # make_msgid's default domain is this host's FQDN, found with a DNS lookup; the sender's is better.
+        domain = parseaddr(self._settings.mail_from)[1].rpartition("@")[2] or "localhost"
+        message["Message-ID"] = make_msgid("confirm", domain=domain)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
+        message.set_content(
+            "你好！\n\n"
+            "有人（希望是你）用这个邮箱地址订阅了嵌入式AI简报。请打开下面的链接确认订阅，7 天内有效：\n\n"
+            f"{link}\n\n"
+            "如果不是你本人的操作，忽略这封邮件即可：不确认就不会收到任何简报。\n"
+        )
+        return message
+
+
+SIGNUP = web.AppKey("email_signup", EmailSignup)
 
 
 def setup(app: web.Application) -> None:
     """Add this feature's routes and its own start/stop steps to the app."""
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_get("/confirm/{token}", confirm)
+    app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
+    app.router.add_post("/unsubscribe/{token}", unsubscribe)
+    app.router.add_get("/r/{token}", redirect)
+    app.cleanup_ctx.append(_signup_context)
+
+
+async def _signup_context(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    mailer = _mailer(services)
+    signup = EmailSignup(services, mailer)
+    app[SIGNUP] = signup
+    if mailer is None:
+        yield
+        return
+    sender = asyncio.create_task(signup.deliver())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signup.drain(), DRAIN_SECONDS)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+
+def _mailer(services: Services) -> Mailer | None:
+    settings = services.settings
+    if not settings.smtp_url:
+        return None
+    reason = ""
+    if not settings.public_url:
+        reason = "off: JIANBAO_PUBLIC_URL is needed for the links in sign-up mail"
+    else:
+        try:
+            return Mailer(settings.smtp_url)
+        except BadInput as error:
+            reason = f"off: {error.message}"
+    log.error("email sign-up is %s", reason)
+    services.channel_status["email"] = reason
+    return None
+
+
+def _page(
+    request: web.Request,
+    title: str,
+    *lines: str,
+    status: int = 200,
+    link: tuple[str, str] | None = None,
+    action: str = "",
+) -> web.Response:
+    """A page of the sign-up pages: a title, lines of text, a link, and the unsubscribe button when
+    `action` is its form's target."""
+    template = request.app[TEMPLATES].get_template("subscription.html.j2")
+    html = template.render(title=title, lines=lines, link=link, unsubscribe_action=action)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    services, signup = request.app[SERVICES], request.app[SIGNUP]
+    if signup.mailer is None:
+        raise NotFound("email sign-up is not offered here")
+    try:
+        form = await request.post()  # over the app's body limit: 413 before anything is parsed
+    except ValueError:
+        raise BadInput("the sign-up form could not be read") from None
+    email = form.get("email")
+    if not isinstance(email, str) or not email.strip(" "):
+        raise BadInput("the form needs an email address")
+    address = check_address("email", email)
+    topics = normalise_topics([value for value in form.getall("topics", []) if isinstance(value, str)])
+    subscriber, _ = await services.subscribers.subscribe("email", address, topics=topics, confirmed=False)
+    if subscriber.status == SubscriberStatus.PENDING:
+        signup.queue_confirmation(subscriber, _now())
+    # An ACTIVE address gets nothing new, and the same page: the form tells nobody who has subscribed.
+    return _page(request, *_SIGN_UP_PAGE)
+
+
+async def confirm(request: web.Request) -> web.Response:
+    services, signup = request.app[SERVICES], request.app[SIGNUP]
+    now = _now()
+    try:
+        subscriber = await _subscriber(request, Purpose.CONFIRM, now)
+    except BadToken as error:
+        hint = "确认链接 7 天内有效，请重新订阅。" if "expired" in error.message else "请检查链接是否完整。"
+        return _page(request, "链接无效", f"这个确认链接无法使用（{error.message}）。", hint, status=400)
+    confirmed = await services.subscribers.confirm(subscriber.channel, subscriber.address)
+    if confirmed is None:
+        return _page(
+            request, "链接已失效", "这个地址已经退订；如需再次订阅，请重新填写订阅表单。", status=400
+        )
+    signup.confirmed(confirmed.id)
+    log.info("subscriber %d: confirmed", confirmed.id)
+    return _page(
+        request,
+        "订阅成功",
+        f"{_masked(confirmed.address)} 将收到以后的每一期嵌入式AI简报。",
+        link=("改变主意了？随时可以退订", signup.unsubscribe_url(confirmed, now)),
+    )
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    try:
+        subscriber = await _subscriber(request, Purpose.UNSUBSCRIBE, _now())
+    except BadToken as error:
+        return _page(request, "链接无效", f"这个退订链接无法使用（{error.message}）。", status=400)
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return _page(request, "已退订", f"{_masked(subscriber.address)} 已经退订，不会再收到简报。")
+    return _page(
+        request,
+        "退订嵌入式AI简报",
+        f"退订后 {_masked(subscriber.address)} 将不再收到简报。",
+        action=request.path,
+    )
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    # RFC 8058: the POST carries no cookie and no login, the token is the only credential; its body
+    # ("List-Unsubscribe=One-Click", or nothing from the page's button) is not needed, so not read.
+    subscriber = await _subscriber(request, Purpose.UNSUBSCRIBE, _now())  # BadToken: 400, one line
+    if await request.app[SERVICES].subscribers.unsubscribe(subscriber.channel, subscriber.address):
+        log.info("subscriber %d: unsubscribed", subscriber.id)
+    return web.Response(text="已退订 · unsubscribed\n")
+
+
+async def redirect(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    token = request.match_info["token"]
+    # HEAD (link checkers, previews) follows the link without counting it.
+    link = await (services.links.find(token) if request.method == "HEAD" else services.links.click(token))
+    if link is None or urlsplit(link.url).scheme.lower() not in ("http", "https"):
+        raise NotFound("unknown link")
+    if request.method != "HEAD":
+        services.metrics.clicks.labels(link.channel).inc()
+    raise web.HTTPFound(_location(link.url), headers={"Cache-Control": "no-store"})
+
+
+async def _subscriber(request: web.Request, purpose: Purpose, now: dt.datetime) -> Subscriber:
+    services, signup = request.app[SERVICES], request.app[SIGNUP]
+    return await signup.tokens.verify(
+        purpose, request.match_info["token"], now, services.subscribers.get_by_id
+    )
+
+
+def _location(url: str) -> str:
+    # A header value must be ASCII without line breaks: percent-encode anything else, keeping the
+    # URL's own syntax and escapes.
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+
+
+def _masked(address: str) -> str:
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***{at}{domain}" if at else f"{address[:3]}***"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

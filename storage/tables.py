@@ -94,3 +94,47 @@ def core_table(model: type[SQLModel]) -> Table:
     table = inspect(model).local_table
     assert isinstance(table, Table)
     return table
+
+
+# The longest address any channel uses: an email address (RFC 5321 path limit).
+MAX_ADDRESS_LENGTH = 254
+# Channel names ("wechat", "telegram", "email") and subscriber statuses fit with room to spare.
+NAME_LENGTH = 16
+# Tracking tokens are 16 base32 characters (channels/links.py); the column leaves room for a longer form.
+LINK_TOKEN_LENGTH = 32
+
+
+class SubscriberRow(SQLModel, table=True):
+    """One subscriber on one channel. `address` is kept as given; `address_key` is what makes two
+    spellings the same subscriber (emails compare case-insensitively), and is what the unique key is on."""
+
+    __tablename__ = "subscriber"
+    __table_args__ = (
+        UniqueConstraint("channel", "address_key", name="uq_subscriber_channel_address_key"),
+        # Sending walks the active subscribers of one channel in id order.
+        Index("ix_subscriber_channel_status_id", "channel", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(sa_type=String(NAME_LENGTH))
+    address: str = Field(sa_type=String(MAX_ADDRESS_LENGTH))
+    address_key: str = Field(sa_type=String(MAX_ADDRESS_LENGTH))
+    status: str = Field(sa_type=String(NAME_LENGTH))
+    topics: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    confirmed_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    left_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class LinkRow(SQLModel, table=True):
+    """A tracking token of a sent issue and the URL it stands for; /r/{token} redirects only to these."""
+
+    __tablename__ = "link"
+    __table_args__ = (Index("ix_link_issue_date_channel", "issue_date", "channel"),)
+
+    token: str = Field(sa_type=String(LINK_TOKEN_LENGTH), primary_key=True)
+    channel: str = Field(sa_type=String(NAME_LENGTH))
+    issue_date: dt.date
+    url: str = Field(sa_type=Text)
+    clicks: int = 0
+    created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))

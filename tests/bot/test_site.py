@@ -99,14 +99,18 @@ async def test_search_route(demo_client: TestClient[object, object]) -> None:
 
 
 @pytest.mark.parametrize("query", ["", "C++", "title:x", '"', "NOT", "*", "10%", "🚀", "量" * 800, "\x00"])
-async def test_search_route_answers_hostile_queries(demo_client: TestClient[object, object], query: str) -> None:
+async def test_search_route_answers_hostile_queries(
+    demo_client: TestClient[object, object], query: str
+) -> None:
     response = await demo_client.get("/search", params={"q": query})
     assert response.status == 200
     data = await response.json()
     assert data["results"] or data["hint"]
 
 
-async def test_a_query_longer_than_a_request_line_is_refused_cleanly(demo_client: TestClient[object, object]) -> None:
+async def test_a_query_longer_than_a_request_line_is_refused_cleanly(
+    demo_client: TestClient[object, object],
+) -> None:
     """10,000 characters URL-encode to 90 KB, over aiohttp's 8 KB request line: a 4xx, never a trace."""
     response = await demo_client.get("/search", params={"q": "量" * 10_000})
     assert 400 <= response.status < 500

@@ -146,7 +146,7 @@ async def test_postgres_schema_holds_the_tables(db: Database) -> None:
             )
         ).scalars()
         assert schema.startswith("jianbao_test_")
-        assert list(tables) == ["alembic_version", "issue", "item", "section"]
+        assert list(tables) == ["alembic_version", "issue", "item", "link", "section", "subscriber"]
 
 
 # --- transactions

@@ -1,0 +1,195 @@
+"""WeChat's REST API over aiohttp: the access token and customer-service messages.
+
+wechatpy 1.8 has no async client (channels.md), so the calls are made here. The token comes from
+/cgi-bin/stable_token, which, unlike /cgi-bin/token, does not invalidate the token other processes hold.
+Error codes (channels.md, 客服消息 and 全局返回码) become the small exception hierarchy below, so callers can
+tell "this user cannot be messaged now" from "our credentials are wrong" from "WeChat is unreachable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from content.errors import JianbaoError
+
+log = logging.getLogger(__name__)
+
+# The token lives 7200 s (channels.md); take a new one this long before it runs out.
+TOKEN_MARGIN_SECONDS = 300
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+class WeChatApiError(JianbaoError):
+    status = 502
+    kind = "wechat_api"
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"WeChat API error {code}: {message}")
+        self.code = code
+
+
+class WeChatUnreachable(WeChatApiError):
+    """No usable answer (network error, timeout, not JSON): the call may be retried later."""
+
+    status = 503
+
+
+class CredentialError(WeChatApiError):
+    """AppID, secret or access token refused (40001/40014/42001 even after a new token, 40013, 40125...)."""
+
+
+class RecipientError(WeChatApiError):
+    """This user cannot be sent this message now; other users can."""
+
+
+class OutsideWindow(RecipientError):
+    """45015: the user has not written within 48 hours (or has unfollowed)."""
+
+
+class OutOfCount(RecipientError):
+    """45047: the messages a user's last message allows have been used."""
+
+
+class NotFollowing(RecipientError):
+    """43004: the user does not follow the account."""
+
+
+class BadOpenid(RecipientError):
+    """40003: not an openid of this account."""
+
+
+class MessageTooLong(WeChatApiError):
+    """45002: the text is over the length limit (about 2048 bytes)."""
+
+
+class RateLimited(WeChatApiError):
+    """45009/45011: too many calls; try later."""
+
+
+class AlreadySent(WeChatApiError):
+    """45065: a mass send with this clientmsgid was already made."""
+
+
+class QuotaExhausted(WeChatApiError):
+    """45028: no mass send left in this period."""
+
+
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid, malformed, expired: fetch a new token
+ERRORS: dict[int, type[WeChatApiError]] = {
+    40001: CredentialError,
+    40014: CredentialError,
+    42001: CredentialError,
+    40013: CredentialError,  # invalid AppID
+    40125: CredentialError,  # invalid AppSecret
+    40164: CredentialError,  # caller's IP not in the account's allow list
+    48001: CredentialError,  # the account is not authorised for this API
+    45015: OutsideWindow,
+    45047: OutOfCount,
+    43004: NotFollowing,
+    40003: BadOpenid,
+    45002: MessageTooLong,
+    45009: RateLimited,
+    45011: RateLimited,
+    45065: AlreadySent,
+    45028: QuotaExhausted,
+}
+
+
+def api_error(code: int, message: str) -> WeChatApiError:
+    return ERRORS.get(code, WeChatApiError)(code, message)
+
+
+class WeChatApi:
+    """One account's API client on a session the caller owns (and closes)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        appid: str,
+        secret: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._appid = appid
+        self._secret = secret
+        self._clock = clock
+        self._token = ""
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def send_text(self, openid: str, text: str) -> None:
+        """A customer-service text message (it may contain <a href> links)."""
+        payload = {"touser": openid, "msgtype": "text", "text": {"content": text}}
+        await self.call("/cgi-bin/message/custom/send", payload)
+
+    async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST `payload` as JSON to `path` with the token; on a token error, a new token and one retry."""
+        token = await self.access_token()
+        try:
+            return await self._post(path, payload, token=token)
+        except CredentialError as error:
+            if error.code not in TOKEN_ERRORS:
+                raise
+            log.info("WeChat refused the access token (%d); fetching a new one", error.code)
+            token = await self._renew(rejected=token)
+            return await self._post(path, payload, token=token)
+
+    async def access_token(self) -> str:
+        async with self._token_lock:
+            if not self._token or self._clock() >= self._token_expires:
+                await self._fetch_token(force_refresh=False)
+            return self._token
+
+    async def _renew(self, *, rejected: str) -> str:
+        async with self._token_lock:
+            if self._token and self._token != rejected and self._clock() < self._token_expires:
+                return self._token  # another call renewed it meanwhile
+            await self._fetch_token(force_refresh=False)
+            if self._token == rejected:
+                # stable_token keeps handing out a token until it expires; force_refresh (limited to a few
+                # a day) is for a token that was invalidated before that.
+                await self._fetch_token(force_refresh=True)
+            return self._token
+
+    async def _fetch_token(self, *, force_refresh: bool) -> None:
+        payload = {
+            "grant_type": "client_credential",
+            "appid": self._appid,
+            "secret": self._secret,
+            "force_refresh": force_refresh,
+        }
+        answer = await self._post("/cgi-bin/stable_token", payload, token=None)
+        token, lifetime = answer.get("access_token"), answer.get("expires_in")
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int):
+            raise WeChatUnreachable(-1, "stable_token answered without access_token/expires_in")
+        self._token = token
+        self._token_expires = self._clock() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
+
+    async def _post(self, path: str, payload: dict[str, Any], *, token: str | None) -> dict[str, Any]:
+        params = {"access_token": token} if token is not None else None
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+        try:
+            async with self._session.post(
+                self._base_url + path, json=payload, params=params, timeout=timeout
+            ) as response:
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            # Never the error's text: aiohttp puts the URL, access token included, into it.
+            raise WeChatUnreachable(-1, f"{path}: {type(error).__name__}") from None
+        if not isinstance(answer, dict):
+            raise WeChatUnreachable(-1, f"{path}: the answer is not a JSON object")
+        code = answer.get("errcode", 0)
+        if not isinstance(code, int):
+            raise WeChatUnreachable(-1, f"{path}: errcode is not a number")
+        if code != 0:
+            raise api_error(code, f"{path}: {str(answer.get('errmsg', ''))[:200]}")
+        return answer

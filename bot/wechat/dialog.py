@@ -1,0 +1,193 @@
+"""What the account answers: follow/unfollow, the text commands 订阅 退订 最新 更多 帮助, and anything else
+as a keyword search. Every answer is a text for a passive reply or a customer-service message, so it
+stays within WECHAT_TEXT_MAX_BYTES of UTF-8 and shows links as <a href> (which WeChat text allows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.app import Services
+from bot.wechat.cache import TtlCache
+from bot.wechat.protocol import Message, masked
+from channels.base import utf8_bytes
+from channels.document import shorten_text
+from channels.links import LinkRewriter
+from channels.wechat import WECHAT_TEXT_MAX_BYTES
+from channels.wechat import _safe as plain_text
+from channels.wechat import _text_link as text_link
+from content.errors import JianbaoError
+from storage.search.index import SearchHit, SearchResult
+from storage.subscribers import check_address
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+SEARCH_PAGE = 5  # items per search reply: a chat screen, not an archive page
+TITLE_CHARS = 60  # a longer title is cut, so that five items fit the budget with their links
+QUERY_ECHO_CHARS = 20  # how much of the reader's query the reply repeats
+
+
+class Command(StrEnum):
+    SUBSCRIBE = "订阅"
+    UNSUBSCRIBE = "退订"
+    LATEST = "最新"
+    MORE = "更多"
+    HELP = "帮助"
+
+
+# What a reader may type for each command (compared after trimming and case-folding).
+COMMAND_WORDS: dict[str, Command] = {
+    **{word: Command.SUBSCRIBE for word in ("订阅", "subscribe")},
+    **{word: Command.UNSUBSCRIBE for word in ("退订", "取消订阅", "unsubscribe", "td")},
+    **{word: Command.LATEST for word in ("最新", "最新一期", "latest")},
+    **{word: Command.MORE for word in ("更多", "more")},
+    **{word: Command.HELP for word in ("帮助", "help", "?", "？")},
+}
+
+USAGE = "发送关键词（如：量化、剪枝、NPU）搜索往期内容；『最新』看最新一期；『订阅』/『退订』开关每期推送。"
+WELCOME = "欢迎关注嵌入式AI简报！已为你订阅每期推送。\n" + USAGE
+HELP = "嵌入式AI简报\n" + USAGE
+SUBSCRIBED = "订阅成功，每期简报出来后会推送给你。发送『退订』可随时停止。"
+ALREADY_SUBSCRIBED = "你已经订阅了，每期简报出来后会推送给你。"
+UNSUBSCRIBED = "已退订，不会再收到推送。想回来时发送『订阅』即可。"
+NOT_SUBSCRIBED = "你目前没有订阅。发送『订阅』可接收每期推送。"
+NO_ISSUE = "还没有发布过简报，敬请期待。"
+NO_LAST_SEARCH = "先发送一个关键词搜索，再发送『更多』看后面的结果。"
+NO_MORE = "没有更多结果了。换个关键词试试？"
+SORRY = "抱歉，暂时无法完成，请稍后再试。"
+
+
+@dataclass(frozen=True, slots=True)
+class LastSearch:
+    """A reader's last query and how many of its results were shown, for 更多."""
+
+    query: str
+    shown: int
+
+
+class Dialog:
+    def __init__(self, services: Services, searches: TtlCache[str, LastSearch]) -> None:
+        self._services = services
+        self._searches = searches
+
+    async def respond(self, message: Message) -> str | None:
+        """The text to answer `message` with, or None for no answer; a failure becomes an apology."""
+        try:
+            if message.kind == "event":
+                return await self._event(message)
+            if message.kind == "text":
+                return await self._text(message)
+            return None  # images, voice, locations...: nothing to say
+        except Exception as error:
+            # Our own errors have one-line messages without addresses; others (a database error quoting
+            # its SQL parameters) may hold the openid, so only their type is logged.
+            detail = error.message if isinstance(error, JianbaoError) else type(error).__qualname__
+            log.error("WeChat %s from %s not answered: %s", message.kind, masked(message.openid), detail)
+            return SORRY
+
+    async def _event(self, message: Message) -> str | None:
+        subscribers = self._services.subscribers
+        if message.event == "subscribe":  # a follow, also through a QR code (EventKey qrscene_...)
+            await subscribers.subscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            return WELCOME
+        if message.event == "unsubscribe":  # the user cannot see a reply any more
+            await subscribers.unsubscribe(CHANNEL, check_address(CHANNEL, message.openid))
+        return None
+
+    async def _text(self, message: Message) -> str:
+        command = COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
+        subscribers = self._services.subscribers
+        if command is Command.SUBSCRIBE:
+            _, changed = await subscribers.subscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            return SUBSCRIBED if changed else ALREADY_SUBSCRIBED
+        if command is Command.UNSUBSCRIBE:
+            left = await subscribers.unsubscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            return UNSUBSCRIBED if left else NOT_SUBSCRIBED
+        if command is Command.LATEST:
+            issue = await self._services.storage.issues.latest()
+            return self._services.renderer.wechat(issue).text if issue else NO_ISSUE
+        if command is Command.HELP:
+            return HELP
+        if command is Command.MORE:
+            last = self._searches.get(message.openid)
+            if last is None:
+                return NO_LAST_SEARCH
+            return self._search(message.openid, last.query, offset=last.shown) or NO_MORE
+        return self._search(message.openid, message.content, offset=0) or NO_MORE
+
+    def _search(self, openid: str, query: str, *, offset: int) -> str | None:
+        """The reply listing one page of results (None when a 更多 finds nothing more)."""
+        self._services.metrics.searches.labels(CHANNEL).inc()
+        result = self._services.search.search(query, limit=SEARCH_PAGE, offset=offset)
+        if not result.hits:
+            return None if offset else (result.hint or NO_MORE)
+        text, shown = search_reply(result, offset=offset, links=self._links, public_url=self._public_url)
+        self._searches.put(openid, LastSearch(query, offset + shown))
+        return text
+
+    @property
+    def _public_url(self) -> str:
+        return self._services.settings.public_url.rstrip("/")
+
+    def _links(self, hit: SearchHit) -> str | None:
+        """An item's link as the WeChat channel shows it (UTM and click tracking as configured)."""
+        rewriter = LinkRewriter(self._services.renderer.policy("wechat"), hit.date)
+        return rewriter.rewrite(hit.url) or rewriter.issue_page()
+
+
+def search_reply(
+    result: SearchResult,
+    *,
+    offset: int,
+    links: Callable[[SearchHit], str | None],
+    public_url: str,
+    max_bytes: int = WECHAT_TEXT_MAX_BYTES,
+) -> tuple[str, int]:
+    """Numbered items (title link and issue date) and a 更多 hint within `max_bytes`, and how many items.
+
+    Items are dropped from the end while the text is too long (they join the "more" count); as a last
+    resort the one left loses its link, so a title of TITLE_CHARS always fits.
+    """
+    hits = list(result.hits)
+    with_links = True
+    while True:
+        text = _search_text(
+            result, hits, offset=offset, links=links if with_links else None, public_url=public_url
+        )
+        if utf8_bytes(text) <= max_bytes:
+            return text, len(hits)
+        if len(hits) > 1:
+            hits.pop()
+        elif with_links:
+            with_links = False
+        else:
+            return shorten_text(text, max_bytes // 4), len(hits)  # 4 bytes per character at most
+
+
+def _search_text(
+    result: SearchResult,
+    hits: list[SearchHit],
+    *,
+    offset: int,
+    links: Callable[[SearchHit], str | None] | None,
+    public_url: str,
+) -> str:
+    query = plain_text(shorten_text(" ".join(result.query.split()), QUERY_ECHO_CHARS))
+    lines = [f"『{query}』共找到 {result.total} 条" + ("，接着看：" if offset else "：")]
+    if result.hint:
+        lines.append(f"（{result.hint}）")
+    for number, hit in enumerate(hits, offset + 1):
+        title = shorten_text(" ".join(hit.title.split()), TITLE_CHARS)
+        url = links(hit) if links else None
+        lines.append(f"{number}. {text_link(title, url)}（{hit.date.isoformat()}）")
+    remaining = result.total - offset - len(hits)
+    if remaining > 0:
+        more = f"还有 {remaining} 条，发送『更多』"
+        if public_url:
+            more += f"或访问 {text_link('往期简报', public_url + '/issues')}"
+        lines.append(more)
+    return "\n".join(lines)
