@@ -1,6 +1,6 @@
 """Load test of the running service on loopback: WeChat keyword replies, the search route, /healthz.
 
-    .venv/bin/python scripts/load_service.py [--requests 4000] [--concurrency 200]
+    .venv/bin/python scripts/load_service.py [--requests 4000] [--concurrency 200] [--tool wrk|aiohttp]
 
 Starts `jianbao serve` in its own process on a free 127.0.0.1 port (embedded default: SQLite with the
 32 demo issues, WeChat on in compatible mode), then from this process, with one aiohttp client and a
@@ -10,6 +10,9 @@ bounded number of requests per phase:
   3. POST /wechat (signed text "量化"...) latency p50/p99 at the given concurrency, every request a
      new MsgId so none is answered from the duplicate cache
 Both processes share the machine's two cores, so the figures are a floor. Only loopback is used.
+With `--tool wrk` (Debian's wrk, the default when installed) the load comes from wrk's C client, which
+leaves the server more of the machine; each phase then runs for --seconds instead of a request count,
+and every WeChat message still carries its own MsgId (a Lua script numbers them per wrk thread).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import asyncio
 import hashlib
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -114,12 +119,84 @@ async def run(base: str, count: int, concurrency: int) -> list[dict[str, float]]
     return results
 
 
+WRK_SCRIPT = """
+local thread_id = 0
+local counter = 0
+local keywords = {KEYWORDS}
+function setup(thread) thread_id = thread_id + 1; thread:set("id", thread_id) end
+function request()
+  counter = counter + 1
+  local keyword = keywords[(counter % #keywords) + 1]
+  local msgid = (id or 0) * 1000000000 + counter
+  local body = "<xml><ToUserName><![CDATA[gh_jianbao]]></ToUserName><FromUserName><![CDATA[oLoadTest"
+    .. string.format("%05d", counter % 500) .. "abcdefghijklmnop]]></FromUserName><CreateTime>"
+    .. os.time() .. "</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[" .. keyword
+    .. "]]></Content><MsgId>" .. msgid .. "</MsgId></xml>"
+  return wrk.format("POST", PATH, {["Content-Type"] = "text/xml"}, body)
+end
+"""
+
+
+def wrk_phase(name: str, url: str, seconds: int, concurrency: int, script: str | None) -> dict[str, float]:
+    """One wrk run; its latency percentiles and requests/s parsed from its --latency report."""
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        if script:
+            lua.write(script)
+    if script:
+        command += ["-s", lua.name]
+    done = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    Path(lua.name).unlink()
+    if done.returncode:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    output = done.stdout
+
+    def milliseconds(label: str) -> float:
+        value = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        if value is None:
+            raise SystemExit(f"wrk printed no {label} latency:\n{output}")
+        return float(value.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[value.group(2)]
+
+    requests = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    return {
+        "name": name,  # type: ignore[dict-item]
+        "requests": float(requests.group(1)) if requests else 0.0,
+        "failures": float(errors.group(1)) if errors else 0.0,
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "p50": milliseconds("50%"),
+        "p99": milliseconds("99%"),
+    }
+
+
+def run_wrk(base: str, seconds: int, concurrency: int) -> list[dict[str, float]]:
+    timestamp, nonce = str(int(time.time())), "loadtest"
+    signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
+    path = f"/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}"
+    keywords = "{" + ", ".join(f'"{word}"' for word in KEYWORDS) + "}"
+    script = WRK_SCRIPT.replace("{KEYWORDS}", keywords).replace("PATH", f'"{path}"')
+    quoted = "{" + ", ".join(f'"{quote(word)}"' for word in KEYWORDS) + "}"
+    search_script = (
+        "local keywords = " + quoted + "\nlocal n = 0\nfunction request() n = n + 1\n"
+        ' return wrk.format("GET", "/search?q=" .. keywords[(n % #keywords) + 1]) end\n'
+    )
+    return [
+        wrk_phase("GET /healthz", f"{base}/healthz", seconds, concurrency, None),
+        wrk_phase("GET /search", f"{base}/search", seconds, concurrency, search_script),
+        wrk_phase("POST /wechat keyword", f"{base}/wechat", seconds, concurrency, script),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each phase runs")
+    default_tool = "wrk" if shutil.which("wrk") else "aiohttp"
+    parser.add_argument("--tool", choices=["wrk", "aiohttp"], default=default_tool)
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
@@ -138,11 +215,15 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.2)
             time.sleep(1.0)
-            results = asyncio.run(run(base, args.requests, args.concurrency))
+            if args.tool == "wrk":
+                results = run_wrk(base, args.seconds, args.concurrency)
+            else:
+                results = asyncio.run(run(base, args.requests, args.concurrency))
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print(f"{args.requests} requests per phase, {args.concurrency} concurrent, server and client on 2 cores")
+    amount = f"{args.seconds} s" if args.tool == "wrk" else f"{args.requests} requests"
+    print(f"{args.tool}: {amount} per phase, {args.concurrency} concurrent, server and client on 2 cores")
     print(f"{'phase':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'failed':>7s}")
     for result in results:
         failed = int(result["failures"])

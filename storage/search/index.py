@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ TIE_BREAKER = 0.3
 RECENCY_EPOCH = dt.date(2015, 1, 1)
 RECENCY_PER_YEAR = 0.03
 MAX_QUERY_CHARS = 64
+ANSWER_CACHE_SIZE = 2048
+CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
 MAX_LIMIT = 50
 SNIPPET_CHARS = 80
 # A query word's sub-words, matched as a phrase where the whole word is not written (神经网络 架构 搜索).
@@ -125,6 +128,9 @@ class SearchIndex:
         self._index = tantivy.Index(self._schema)  # in memory
         self._hashes: dict[dt.date, str] = {}
         self._searcher = self._index.searcher()
+        # Readers ask the same few words again and again (量化, 剪枝...): answers are kept until the
+        # index changes. Bounded, least recently used out first.
+        self._answers: OrderedDict[tuple[str, int, int], SearchResult] = OrderedDict()
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -151,6 +157,7 @@ class SearchIndex:
         writer.wait_merging_threads()
         self._index.reload()
         self._searcher = self._index.searcher()
+        self._answers.clear()
         return added
 
     def _document(self, date: dt.date, section: str, item: Item) -> tantivy.Document:
@@ -183,9 +190,24 @@ class SearchIndex:
 
     # --- searching --------------------------------------------------------------------------------
 
-    def search(self, text: str, limit: int = 10, offset: int = 0) -> SearchResult:
+    def search(self, text: str, limit: int = 10, offset: int = 0, *, cached: bool = True) -> SearchResult:
+        """The best items for `text`; `cached=False` skips the answer cache (the benchmark measures work)."""
         limit = max(1, min(limit, MAX_LIMIT))
         offset = max(0, offset)
+        key = (text, limit, offset)
+        if not cached or len(text) > CACHED_QUERY_CHARS:
+            return self._search(text, limit, offset)
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+            return answer
+        result = self._search(text, limit, offset)
+        self._answers[key] = result
+        if len(self._answers) > ANSWER_CACHE_SIZE:
+            self._answers.popitem(last=False)
+        return result
+
+    def _search(self, text: str, limit: int, offset: int) -> SearchResult:
         hint = None
         cleaned = " ".join(self.analyzer.normalize(text).split())
         if len(cleaned) > MAX_QUERY_CHARS:

@@ -187,3 +187,21 @@ def test_every_demo_item_is_indexed(demo_index: SearchIndex, demo_issues: list[I
         "snippet",
         "score",
     }
+
+
+def test_answers_are_cached_until_the_index_changes(analyzer: TextAnalyzer) -> None:
+    index = small_index(analyzer, Item(1, title="剪枝", summary=""))
+    first = index.search("剪枝")
+    assert index.search("剪枝") is first
+    assert index.search("剪枝", cached=False) is not first
+    index.replace_issues(
+        [
+            Issue(
+                date=dt.date(2021, 1, 1),
+                title="t",
+                sections=(Section("论文", 1, items=(Item(1, title="蒸馏"),)),),
+                content_hash="c" * 64,
+            )
+        ]
+    )
+    assert index.search("剪枝").hits == ()
