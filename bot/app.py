@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -89,14 +90,27 @@ def channel_status(settings: Settings) -> dict[str, str]:
 
 def create_app(settings: Settings) -> web.Application:
     # Imported here: the feature modules import this one for SERVICES and Services.
-    from bot import site, subscriptions, telegram, wechat
+    from bot import admin, site, subscriptions, telegram, wechat
     from bot.errors import error_middleware
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
-    for feature in (site, subscriptions, wechat, telegram):
+    for feature in (site, admin, subscriptions, wechat, telegram):
         feature.setup(app)
     return app
+
+
+async def prepare_storage(settings: Settings) -> None:
+    """Migrate, and give the embedded default its demo issues: what every start does first."""
+    async with open_storage(settings) as storage:
+        await _import_demo_if_empty(settings, storage)
+
+
+async def _import_demo_if_empty(settings: Settings, storage: Storage) -> None:
+    if not settings.database_url and await storage.issues.count() == 0:
+        # The embedded default: a fresh SQLite file gets the bundled demo issues.
+        report = await import_paths([demo_issue_dir()], storage.issues)
+        log.info("imported %d demo issues", len(report.imported))
 
 
 def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -107,10 +121,7 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         async with open_storage(settings) as storage:
-            if not settings.database_url and await storage.issues.count() == 0:
-                # The embedded default: a fresh SQLite file gets the bundled demo issues.
-                report = await import_paths([demo_issue_dir()], storage.issues)
-                log.info("imported %d demo issues", len(report.imported))
+            await _import_demo_if_empty(settings, storage)
             search = SearchIndex()
             await refresh_index(search, storage.issues)
             services = Services(
@@ -124,6 +135,11 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
                 channel_status=channel_status(settings),
             )
             app[SERVICES] = services
+            # Everything built so far (the corpus, the index's Python side, templates) lives as long as the
+            # app: moved out of the collector's reach, it is not re-scanned by every full collection,
+            # which otherwise shows as latency spikes under load.
+            gc.collect()
+            gc.freeze()
             refresher = asyncio.create_task(_keep_search_fresh(services))
             try:
                 yield

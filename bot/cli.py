@@ -218,11 +218,11 @@ def search_command(
 def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", help="Processes sharing the port (one per core).")] = 1,
 ) -> None:
     """Run the service: webhooks, sign-up pages, the issue archive and the feed."""
-    from aiohttp import web
-
-    from bot.app import channel_status, create_app
+    from bot.app import channel_status
+    from bot.serving import serve
 
     settings = load_settings()
     database = settings.database_url.split("@")[-1] if settings.database_url else "SQLite ./var/jianbao.db"
@@ -232,7 +232,7 @@ def serve_command(
         console.print(Text(f"  {channel:9s} {reason or 'on'}", style="dim" if reason else "green"))
     console.print(Text(f"  try: http://{host}:{port}/issues  ·  .venv/bin/jianbao search 量化", style="dim"))
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+        serve(settings, host, port, workers)
     except OSError as exc:
         _fail(f"serve: cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
     except (JianbaoError, ValueError) as exc:  # a setting the service cannot start with (e.g. a bad AES key)

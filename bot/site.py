@@ -15,12 +15,17 @@ from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
 from channels.fitting import non_empty
 from content.errors import BadInput, NotFound
+from storage.search.index import CACHED_QUERY_CHARS
 
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
 TEMPLATES = web.AppKey("site_templates", Environment)
+# Encoded answers of GET /search, keyed by the index generation: popular words cost a dict lookup.
+SEARCH_BODIES = web.AppKey("search_bodies", dict[tuple[int, str, int, int], bytes])
+SEARCH_BODY_CACHE = 1024
 
 
 def setup(app: web.Application) -> None:
+    app[SEARCH_BODIES] = {}
     app[TEMPLATES] = Environment(
         loader=FileSystemLoader(SITE_TEMPLATES),
         autoescape=select_autoescape(["html", "xml", "j2"]),
@@ -125,13 +130,19 @@ async def search(request: web.Request) -> web.Response:
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise BadInput("limit and offset must be whole numbers") from None
-    result = services.search.search(request.query.get("q", ""), limit=limit, offset=offset)
     services.metrics.searches.labels("web").inc()
-    return web.json_response(result.to_dict(), dumps=_dumps)
-
-
-def _dumps(data: object) -> str:
-    return json.dumps(data, ensure_ascii=False)
+    query = request.query.get("q", "")
+    bodies = request.app[SEARCH_BODIES]
+    key = (services.search.generation, query, limit, offset)
+    body = bodies.get(key)
+    if body is None:
+        result = services.search.search(query, limit=limit, offset=offset)
+        body = json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        if len(query) <= CACHED_QUERY_CHARS:
+            bodies[key] = body
+            if len(bodies) > SEARCH_BODY_CACHE:
+                bodies.pop(next(iter(bodies)))  # oldest first; entries of an old generation age out
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 async def feed(request: web.Request) -> web.Response:

@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each phase runs")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (jianbao serve --workers)")
     default_tool = "wrk" if shutil.which("wrk") else "aiohttp"
     parser.add_argument("--tool", choices=["wrk", "aiohttp"], default=default_tool)
     args = parser.parse_args()
@@ -203,7 +204,10 @@ def main() -> None:
         env = {**os.environ, "JIANBAO_WECHAT_TOKEN": TOKEN, "JIANBAO_DATABASE_URL": ""}
         jianbao = str(Path(sys.executable).parent / "jianbao")
         server = subprocess.Popen(
-            [jianbao, "serve", "--port", str(port)], cwd=folder, env=env, stdout=subprocess.DEVNULL
+            [jianbao, "serve", "--port", str(port), "--workers", str(args.workers)],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         try:
             base = f"http://127.0.0.1:{port}"
@@ -223,7 +227,10 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
     amount = f"{args.seconds} s" if args.tool == "wrk" else f"{args.requests} requests"
-    print(f"{args.tool}: {amount} per phase, {args.concurrency} concurrent, server and client on 2 cores")
+    print(
+        f"{args.tool}: {amount} per phase, {args.concurrency} concurrent, {args.workers} server process(es); "
+        "server and client share 2 cores"
+    )
     print(f"{'phase':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'failed':>7s}")
     for result in results:
         failed = int(result["failures"])

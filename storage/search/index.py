@@ -131,6 +131,7 @@ class SearchIndex:
         # Readers ask the same few words again and again (量化, 剪枝...): answers are kept until the
         # index changes. Bounded, least recently used out first.
         self._answers: OrderedDict[tuple[str, int, int], SearchResult] = OrderedDict()
+        self.generation = 0  # bumped whenever the indexed items change: callers' caches key on it
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -158,6 +159,7 @@ class SearchIndex:
         self._index.reload()
         self._searcher = self._index.searcher()
         self._answers.clear()
+        self.generation += 1
         return added
 
     def _document(self, date: dt.date, section: str, item: Item) -> tantivy.Document:
