@@ -44,6 +44,9 @@ RECENCY_EPOCH = dt.date(2015, 1, 1)
 RECENCY_PER_YEAR = 0.03
 MAX_QUERY_CHARS = 64
 ANSWER_CACHE_SIZE = 2048
+# The writer's memory while indexing (released at commit). A larger heap gives fewer segments, but one
+# segment instead of three for 100k items measured no faster (p50 1.93 vs 1.95 ms).
+WRITER_HEAP_BYTES = 64_000_000
 CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
 MAX_LIMIT = 50
 SNIPPET_CHARS = 80
@@ -132,6 +135,8 @@ class SearchIndex:
         # index changes. Bounded, least recently used out first.
         self._answers: OrderedDict[tuple[str, int, int], SearchResult] = OrderedDict()
         self.generation = 0  # bumped whenever the indexed items change: callers' caches key on it
+        # Query objects for glossary phrases: bounded by the glossary, independent of the indexed items.
+        self._expansions: dict[tuple[Phrase, float], tantivy.Query] = {}
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ class SearchIndex:
 
     def replace_issues(self, issues: Iterable[Issue], removed: Iterable[dt.date] = ()) -> int:
         """Index these issues (replacing earlier versions) and drop the removed ones. Returns items added."""
-        writer = self._index.writer(heap_size=64_000_000, num_threads=1)
+        writer = self._index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
         added = 0
         for date in removed:
             writer.delete_documents_by_term("issue", date.isoformat())
@@ -224,7 +229,9 @@ class SearchIndex:
         found = self._searcher.search(
             query, limit=limit, offset=offset, count=True, weight_by_field="recency"
         )
-        hits = tuple(self._hit(score, address, plan) for score, address in found.hits)
+        # In plan order, the reader's own words first, so snippets centre on what was asked.
+        words = tuple(dict.fromkeys(token for phrase in plan.all_phrases() for token in phrase))
+        hits = tuple(self._hit(score, address, words) for score, address in found.hits)
         if not hits and offset == 0:
             hint = hint or "没有找到相关条目，换个说法试试，例如：量化、剪枝、编译器"
         total = found.count  # type: ignore[attr-defined]  # present at run time, missing from tantivy's stub
@@ -249,8 +256,7 @@ class SearchIndex:
         clauses = [self._word_query(phrase) for phrase in plan.words]
         if plan.expansions:
             expansion = tantivy.Query.disjunction_max_query(
-                [self._phrase_query(phrase, weight, _EXPANSION_FIELDS) for phrase, weight in plan.expansions],
-                TIE_BREAKER,
+                [self._expansion_query(phrase, weight) for phrase, weight in plan.expansions], TIE_BREAKER
             )
             clauses.append(expansion)
         return tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
@@ -262,6 +268,14 @@ class SearchIndex:
             return self._phrase_query(phrase, 1.0)
         alternatives = [self._phrase_query(phrase, 1.0), self._phrase_query(tuple(parts), PARTS_WEIGHT)]
         return tantivy.Query.disjunction_max_query(alternatives, 0.0)
+
+    def _expansion_query(self, phrase: Phrase, weight: float) -> tantivy.Query:
+        """Glossary expansions are few and recur in every query of their concept: built once each."""
+        key = (phrase, weight)
+        query = self._expansions.get(key)
+        if query is None:
+            query = self._expansions[key] = self._phrase_query(phrase, weight, _EXPANSION_FIELDS)
+        return query
 
     def _phrase_query(
         self, phrase: Phrase, weight: float, fields: tuple[tuple[str, float], ...] = ()
@@ -275,7 +289,7 @@ class SearchIndex:
             per_field.append(tantivy.Query.boost_query(query, boost * weight))
         return tantivy.Query.disjunction_max_query(per_field, TIE_BREAKER)
 
-    def _hit(self, score: float, address: tantivy.DocAddress, plan: _Plan) -> SearchHit:
+    def _hit(self, score: float, address: tantivy.DocAddress, words: tuple[str, ...]) -> SearchHit:
         document = self._searcher.doc(address)
         title = str(document.get_first("title_text") or "")
         summary = str(document.get_first("summary_text") or "")
@@ -283,8 +297,6 @@ class SearchIndex:
         # Only for highlighting, so lower case suffices: the analyzer's NFKC and Traditional -> Simplified
         # steps cost more than the rest of the hit and rarely change what is highlighted.
         haystack = f"{title}\n{summary}".lower()
-        # In plan order, the reader's own words first, so the snippet centres on what was asked.
-        words = dict.fromkeys(token for phrase in plan.all_phrases() for token in phrase)
         matched = tuple(word for word in words if word in haystack)
         return SearchHit(
             date=dt.date.fromisoformat(str(document.get_first("issue"))),
