@@ -274,17 +274,7 @@ class SubscriberStore:
             # FOR UPDATE: on PostgreSQL a concurrent change of this subscriber waits until we commit.
             row = await _find(session, channel, key, for_update=True)
             if row is None:
-                await session.exec(
-                    insert(SubscriberRow).values(
-                        channel=channel,
-                        address=address,
-                        address_key=key,
-                        status=status,
-                        topics=list(topics),
-                        created_at=now,
-                        confirmed_at=now if confirmed else None,
-                    )
-                )
+                await _insert(session, channel, address, key, topics, now, confirmed=confirmed)
             elif row.status in _GONE or (row.status == SubscriberStatus.PENDING and confirmed):
                 values: dict[str, Any] = {"status": status, "left_at": None}
                 if confirmed:
@@ -307,17 +297,7 @@ class SubscriberStore:
             for channel, address, key, topics in batch:
                 row = await _find(session, channel, key, for_update=True)
                 if row is None:
-                    await session.exec(
-                        insert(SubscriberRow).values(
-                            channel=channel,
-                            address=address,
-                            address_key=key,
-                            status=SubscriberStatus.ACTIVE,
-                            topics=list(topics),
-                            created_at=now,
-                            confirmed_at=now,
-                        )
-                    )
+                    await _insert(session, channel, address, key, topics, now, confirmed=True)
                     outcomes.append(ImportOutcome.NEW)
                     continue
                 if row.status in _GONE:
@@ -394,3 +374,27 @@ def _subscriber(row: SubscriberRow) -> Subscriber:
 def _as_utc(moment: dt.datetime) -> dt.datetime:
     # SQLite keeps no time zone: what it returns is the UTC time it was given, without tzinfo.
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+async def _insert(
+    session: AsyncSession,
+    channel: str,
+    address: str,
+    key: str,
+    topics: Sequence[str],
+    now: dt.datetime,
+    *,
+    confirmed: bool,
+) -> None:
+    """A new subscriber: ACTIVE when confirmed (or not needing it), else PENDING its double opt-in."""
+    await session.exec(
+        insert(SubscriberRow).values(
+            channel=channel,
+            address=address,
+            address_key=key,
+            status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
+            topics=list(topics),
+            created_at=now,
+            confirmed_at=now if confirmed else None,
+        )
+    )
