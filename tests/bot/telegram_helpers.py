@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_asyncio
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -20,7 +22,7 @@ from bot.settings import Settings
 from bot.telegram import SECRET_HEADER
 from storage.subscribers import SubscriberStatus
 from tests.bot.helpers import sqlite_url
-from tests.fakes.telegram_api import TOKEN, FakeTelegram
+from tests.fakes.telegram_api import TOKEN, FakeTelegram, running_fake_telegram
 from tests.fakes.telegram_html import parse_html
 from tests.fakes.telegram_updates import message_update
 
@@ -99,3 +101,21 @@ async def running_service(settings: Settings, fake: FakeTelegram) -> AsyncIterat
     app = create_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield TelegramService(app, client, fake)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_service(
+    tmp_path_factory: pytest.TempPathFactory, demo_db: tuple[str, Path]
+) -> AsyncIterator[TelegramService]:
+    """One app per test module (starting one builds the search index: most of a second); each test talks
+    to it from chats of its own, and the fake's records are cleared before each test."""
+    async with running_fake_telegram() as fake:
+        settings = telegram_settings(copy_database(demo_db, tmp_path_factory.mktemp("telegram")), fake)
+        async with running_service(settings, fake) as service:
+            yield service
+
+
+@pytest.fixture
+def service(module_service: TelegramService) -> TelegramService:
+    module_service.fake.clear()
+    return module_service

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bot.telegram import search_payload
 from bot.telegram.keyboard import MAX_CALLBACK_DATA_BYTES, NEXT_PAGE, PREVIOUS_PAGE
@@ -30,15 +27,16 @@ from storage.subscribers import SubscriberStatus
 from tests.bot.telegram_helpers import (
     TelegramService,
     callback_data,
-    copy_database,
-    running_service,
-    telegram_settings,
+    module_service,
+    service,
     visible,
 )
-from tests.fakes.telegram_api import BOT_USERNAME, running_fake_telegram
+from tests.fakes.telegram_api import BOT_USERNAME
 from tests.fakes.telegram_html import parse_html, utf16_units
 from tests.fakes.telegram_rules import NOT_MODIFIED
 from tests.fakes.telegram_updates import callback_update, inline_update, message_update, sticker_update
+
+__all__ = ["module_service", "service"]  # the shared fixtures, used by name
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -50,24 +48,6 @@ SEARCH_HINT = "请输入要查找的关键词"
 def group_of(reader: int) -> int:
     """A supergroup's chat id (negative, -100…) for a test's own group."""
     return -1_000_000_000_000 - reader
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_service(
-    tmp_path_factory: pytest.TempPathFactory, demo_db: tuple[str, Path]
-) -> AsyncIterator[TelegramService]:
-    """One app for the module (starting one builds the search index: most of a second); each test talks
-    to it from chats of its own, and the fake's records are cleared before each test."""
-    async with running_fake_telegram() as fake:
-        settings = telegram_settings(copy_database(demo_db, tmp_path_factory.mktemp("telegram")), fake)
-        async with running_service(settings, fake) as service:
-            yield service
-
-
-@pytest.fixture
-def service(module_service: TelegramService) -> TelegramService:
-    module_service.fake.clear()
-    return module_service
 
 
 _chat_ids = itertools.count(500_001)

@@ -9,11 +9,9 @@ import itertools
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from bot.app import create_app
 from bot.settings import Settings
@@ -25,7 +23,9 @@ from tests.bot.telegram_helpers import (
     SECRET,
     TelegramService,
     copy_database,
+    module_service,
     running_service,
+    service,
     telegram_settings,
     visible,
 )
@@ -33,25 +33,9 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegram, fake_telegram, running
 from tests.fakes.telegram_html import parse_html
 from tests.fakes.telegram_updates import message_update, next_update_id
 
-__all__ = ["fake_telegram"]  # the fixture, used by name
+__all__ = ["fake_telegram", "module_service", "service"]  # the fixtures, used by name
 
 _chat_ids = itertools.count(600_001)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_service(
-    tmp_path_factory: pytest.TempPathFactory, demo_db: tuple[str, Path]
-) -> AsyncIterator[TelegramService]:
-    async with running_fake_telegram() as fake:
-        settings = telegram_settings(copy_database(demo_db, tmp_path_factory.mktemp("webhook")), fake)
-        async with running_service(settings, fake) as service:
-            yield service
-
-
-@pytest.fixture
-def service(module_service: TelegramService) -> TelegramService:
-    module_service.fake.clear()
-    return module_service
 
 
 # --- the route's checks (one app for all) ---------------------------------------------------------------
