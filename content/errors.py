@@ -47,3 +47,10 @@ class Unavailable(JianbaoError):
 class NotFound(JianbaoError):
     status = 404
     kind = "not_found"
+
+
+class Conflict(JianbaoError):
+    """The request is well-formed but contradicts the current state (e.g. resuming a cancelled broadcast)."""
+
+    status = 409
+    kind = "conflict"

@@ -6,6 +6,8 @@ SQLite and PostgreSQL are both first-class; everything backend-specific about co
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -13,7 +15,7 @@ from typing import Any, Literal, Self
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from content.errors import BadInput, Unavailable
@@ -129,6 +131,15 @@ class Database:
         if self._engines is None:
             raise RuntimeError("Database is not open: call `await database.open()` first")
         return AsyncSession(self._engines[transaction], expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self, transaction: TransactionKind = "plain") -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction that commits on leaving (rolls back on an exception): for
+        set-based statements that need no ORM session. `transaction` as for `session`."""
+        if self._engines is None:
+            raise RuntimeError("Database is not open: call `await database.open()` first")
+        async with self._engines[transaction].begin() as connection:
+            yield connection
 
     async def migrate(self) -> None:
         """Bring the schema up to the newest migration (Alembic `upgrade head`); a no-op when it is there.

@@ -12,9 +12,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -124,6 +127,10 @@ class SubscriberRow(SQLModel, table=True):
     created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
     confirmed_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     left_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Hard bounces counted by broadcasts; at the configured number the subscriber becomes BOUNCED.
+    bounces: int = 0
+    # The last time they wrote to us (WeChat): customer-service messages reach only those within 48 h.
+    last_seen_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class LinkRow(SQLModel, table=True):
@@ -138,3 +145,79 @@ class LinkRow(SQLModel, table=True):
     url: str = Field(sa_type=Text)
     clicks: int = 0
     created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+
+
+# Delivery ids: a million-subscriber broadcast a week outgrows 32 bits within decades; SQLite's rowid
+# alias must be declared INTEGER to autoincrement, which is 64-bit there anyway.
+DELIVERY_ID = BigInteger().with_variant(Integer(), "sqlite")
+# Worker names: host:pid:random, see bot/broadcast/worker.py.
+WORKER_NAME_LENGTH = 64
+# Platform message ids: a Telegram message id per part, an email Message-ID, a WeChat msg_id.
+MESSAGE_ID_LENGTH = 512
+
+
+class BroadcastRow(SQLModel, table=True):
+    """An editor's "send this issue": one per issue, holding the channels asked for and where it stands."""
+
+    __tablename__ = "broadcast"
+    __table_args__ = (UniqueConstraint("issue_date", name="uq_broadcast_issue_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_date: dt.date
+    channels: list[str] = Field(default_factory=list, sa_type=JSON)
+    state: str = Field(sa_type=String(NAME_LENGTH))
+    options: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    start_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    finished_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One message of a broadcast to one subscriber on one channel (or, kind "mass", WeChat's one mass
+    send to all followers, which has no subscriber). The ledger is the queue: workers claim rows."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["broadcast_id"], ["broadcast.id"], ondelete="CASCADE", name="fk_delivery_broadcast_id_broadcast"
+        ),
+        ForeignKeyConstraint(
+            ["subscriber_id"],
+            ["subscriber.id"],
+            ondelete="CASCADE",
+            name="fk_delivery_subscriber_id_subscriber",
+        ),
+        UniqueConstraint(
+            "broadcast_id", "channel", "subscriber_id", name="uq_delivery_broadcast_id_channel_subscriber_id"
+        ),
+        # Claiming walks one broadcast's pending rows of a channel in id order.
+        Index("ix_delivery_claim", "broadcast_id", "channel", "state", "id"),
+        # Reclaiming finds rows whose worker's lease ran out.
+        Index("ix_delivery_state_lease_until", "state", "lease_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=DELIVERY_ID)
+    broadcast_id: int
+    subscriber_id: int | None = None
+    channel: str = Field(sa_type=String(NAME_LENGTH))
+    kind: str = Field(sa_type=String(NAME_LENGTH))
+    state: str = Field(sa_type=String(NAME_LENGTH))
+    parts_done: int = 0
+    attempts: int = 0
+    uncertain: bool = Field(default=False, sa_type=Boolean)
+    next_attempt_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    lease_until: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    worker: str | None = Field(default=None, sa_type=String(WORKER_NAME_LENGTH))
+    last_error: str | None = Field(default=None, sa_type=Text)
+    message_id: str | None = Field(default=None, sa_type=String(MESSAGE_ID_LENGTH))
+    sent_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class RateLimitRow(SQLModel, table=True):
+    """A rate shared by every worker (GCRA): `tat` is the theoretical arrival time of the next send."""
+
+    __tablename__ = "rate_limit"
+
+    name: str = Field(sa_type=String(NAME_LENGTH * 2), primary_key=True)
+    tat: dt.datetime = Field(sa_type=DateTime(timezone=True))

@@ -1,0 +1,490 @@
+"""Broadcasts: an editor's "send this issue", and the delivery rows that starting one creates.
+
+Starting a broadcast writes the broadcast row and one delivery row per (subscriber, channel) in one
+transaction, so a broadcast either exists with its whole audience or not at all. Subscribers are read and
+rows written in pages of START_PAGE by subscriber id: a million subscribers never sit in memory at once.
+The unique key (broadcast, channel, subscriber) makes starting again a no-op for everyone already there;
+only subscribers who joined since (or channels added since) get new rows.
+
+Who gets a pending row and who a skipped one (topics that do not match, a closed 48 h window) is the
+caller's rule, `Audience`: storage stores, the application decides.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from content.errors import BadInput, Conflict, NotFound
+from storage.database import Database
+from storage.subscribers import CHANNELS, SubscriberStatus
+from storage.tables import BroadcastRow, DeliveryRow, SubscriberRow, core_table
+
+# Subscribers read and delivery rows written per statement when a broadcast starts.
+START_PAGE = 5000
+
+
+class BroadcastState(StrEnum):
+    RUNNING = "running"  # workers claim its deliveries once start_at has come
+    PAUSED = "paused"  # nothing new is claimed; what is in flight finishes
+    CANCELLED = "cancelled"  # pending deliveries became skipped
+    DONE = "done"  # nothing pending or sending is left
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # permanently: blocked, bounced, refused content, out of attempts
+    SKIPPED = "skipped"  # never sent: topics, 48 h window, cancelled
+
+
+class DeliveryKind(StrEnum):
+    DIRECT = "direct"  # one subscriber
+    MASS = "mass"  # WeChat's mass send to every follower: no subscriber
+
+
+UNFINISHED = (DeliveryState.PENDING, DeliveryState.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    id: int
+    issue_date: dt.date
+    channels: tuple[str, ...]
+    state: BroadcastState
+    options: dict[str, Any]
+    start_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "date": self.issue_date.isoformat(),
+            "channels": list(self.channels),
+            "state": self.state.value,
+            "options": dict(self.options),
+            "start_at": self.start_at.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What an audience rule sees of a subscriber."""
+
+    subscriber_id: int
+    channel: str
+    topics: tuple[str, ...]
+    last_seen_at: dt.datetime | None
+
+
+# None: the recipient gets the issue (a pending row); a string: skipped, and why.
+Audience = Callable[[Recipient], str | None]
+
+
+def everyone(_recipient: Recipient) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StartReport:
+    broadcast: Broadcast
+    created: bool  # a new broadcast (False: it existed, and only new rows were added)
+    pending: int  # delivery rows added as pending by this call
+    skipped: int  # ... and as skipped
+
+
+@dataclass
+class Progress:
+    """Counts of one broadcast's deliveries: channel -> state -> rows."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    uncertain: int = 0  # sent, but a timeout left it open whether the platform delivered it
+    sent_last_minute: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(sum(states.values()) for states in self.counts.values())
+
+    def state_total(self, *states: str) -> int:
+        return sum(counts.get(state, 0) for counts in self.counts.values() for state in states)
+
+    @property
+    def unfinished(self) -> int:
+        return self.state_total(*UNFINISHED)
+
+    @property
+    def rate_per_second(self) -> float:
+        return self.sent_last_minute / 60.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.unfinished:
+            return 0.0
+        rate = self.rate_per_second
+        return None if rate <= 0 else self.unfinished / rate
+
+    def to_dict(self) -> dict[str, object]:
+        eta = self.eta_seconds
+        return {
+            "counts": {channel: dict(states) for channel, states in sorted(self.counts.items())},
+            "total": self.total,
+            "unfinished": self.unfinished,
+            "uncertain": self.uncertain,
+            "rate_per_second": round(self.rate_per_second, 2),
+            "eta_seconds": None if eta is None else round(eta, 1),
+        }
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BroadcastStore:
+    def __init__(self, database: Database, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+        self._database = database
+        self._clock = clock
+
+    async def start(
+        self,
+        issue_date: dt.date,
+        channels: Sequence[str],
+        *,
+        audience: Audience = everyone,
+        start_at: dt.datetime | None = None,
+        options: dict[str, Any] | None = None,
+        page: int = START_PAGE,
+    ) -> StartReport:
+        """Create the broadcast of `issue_date` on `channels` with its delivery rows, or add what is
+        missing to the existing one. WeChat gets one MASS row (the mass send to all followers) and, with
+        options["wechat_text"], a DIRECT row per follower for the customer-service text."""
+        wanted = _checked_channels(channels)
+        now = self._clock()
+        options = dict(options or {})
+        b = core_table(BroadcastRow)
+        async with self._database.transaction("write") as connection:
+            found = (
+                await connection.execute(select(b).where(b.c.issue_date == issue_date).with_for_update())
+            ).first()
+            if found is None:
+                values = {
+                    "issue_date": issue_date,
+                    "channels": list(wanted),
+                    "state": BroadcastState.RUNNING.value,
+                    "options": options,
+                    "start_at": start_at or now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                broadcast_id = (
+                    await connection.execute(b.insert().values(**values).returning(b.c.id))
+                ).scalar_one()
+                before: tuple[str, ...] = ()
+                merged_options = options
+            else:
+                existing = _broadcast(found)
+                if existing.state == BroadcastState.CANCELLED:
+                    raise Conflict(f"the broadcast of {issue_date} was cancelled; it cannot be started again")
+                broadcast_id, before = existing.id, existing.channels
+                merged_options = existing.options | options
+                merged = tuple(dict.fromkeys(before + wanted))
+                await connection.execute(
+                    update(b)
+                    .where(b.c.id == broadcast_id)
+                    .values(channels=list(merged), options=merged_options, updated_at=now)
+                )
+            pending = skipped = 0
+            if "wechat" in wanted and "wechat" not in before:
+                await connection.execute(
+                    self._insert_deliveries(),
+                    [_row(broadcast_id, None, "wechat", DeliveryKind.MASS, None, now)],
+                )
+                pending += 1
+            direct = [
+                channel for channel in wanted if channel != "wechat" or merged_options.get("wechat_text")
+            ]
+            if direct:
+                added = await self._add_recipients(connection, broadcast_id, direct, audience, now, page)
+                pending += added[0]
+                skipped += added[1]
+            if found is not None and (pending or skipped):
+                # New rows on a finished broadcast: it runs again for them.
+                await connection.execute(
+                    update(b)
+                    .where(b.c.id == broadcast_id, b.c.state == BroadcastState.DONE.value)
+                    .values(state=BroadcastState.RUNNING.value, finished_at=None, updated_at=now)
+                )
+            row = (await connection.execute(select(b).where(b.c.id == broadcast_id))).one()
+        return StartReport(_broadcast(row), created=found is None, pending=pending, skipped=skipped)
+
+    async def preview(
+        self, channels: Sequence[str], *, audience: Audience = everyone, wechat_text: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """What `start` would create, without writing: channel -> {"pending": n, "skipped": n}."""
+        wanted = _checked_channels(channels)
+        result: dict[str, dict[str, int]] = {}
+        if "wechat" in wanted:
+            result["wechat"] = {"mass": 1}
+        s = core_table(SubscriberRow)
+        direct = [channel for channel in wanted if channel != "wechat" or wechat_text]
+        async with self._database.transaction() as connection:
+            after = 0
+            while direct:
+                rows = (await connection.execute(_recipients_page(s, direct, after, START_PAGE))).all()
+                if not rows:
+                    break
+                for row in rows:
+                    counts = result.setdefault(row.channel, {})
+                    key = "skipped" if audience(_recipient(row)) else "pending"
+                    counts[key] = counts.get(key, 0) + 1
+                after = rows[-1].id
+        return result
+
+    async def get(self, broadcast_id: int) -> Broadcast:
+        b = core_table(BroadcastRow)
+        async with self._database.transaction() as connection:
+            row = (await connection.execute(select(b).where(b.c.id == broadcast_id))).first()
+        if row is None:
+            raise NotFound(f"no broadcast with id {broadcast_id}")
+        return _broadcast(row)
+
+    async def for_issue(self, issue_date: dt.date) -> Broadcast:
+        b = core_table(BroadcastRow)
+        async with self._database.transaction() as connection:
+            row = (await connection.execute(select(b).where(b.c.issue_date == issue_date))).first()
+        if row is None:
+            raise NotFound(f"the issue of {issue_date} has not been broadcast")
+        return _broadcast(row)
+
+    async def list(self, limit: int = 50) -> builtins.list[Broadcast]:
+        b = core_table(BroadcastRow)
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(select(b).order_by(b.c.id.desc()).limit(limit))).all()
+        return [_broadcast(row) for row in rows]
+
+    async def pause(self, broadcast_id: int) -> Broadcast:
+        return await self._move(broadcast_id, BroadcastState.PAUSED, only_from=(BroadcastState.RUNNING,))
+
+    async def resume(self, broadcast_id: int) -> Broadcast:
+        return await self._move(broadcast_id, BroadcastState.RUNNING, only_from=(BroadcastState.PAUSED,))
+
+    async def cancel(self, broadcast_id: int) -> Broadcast:
+        """No more sends: pending deliveries become skipped ("cancelled"); sends in flight finish."""
+        broadcast = await self._move(
+            broadcast_id,
+            BroadcastState.CANCELLED,
+            only_from=(BroadcastState.RUNNING, BroadcastState.PAUSED),
+        )
+        d = core_table(DeliveryRow)
+        async with self._database.transaction("write") as connection:
+            await connection.execute(
+                update(d)
+                .where(d.c.broadcast_id == broadcast_id, d.c.state == DeliveryState.PENDING.value)
+                .values(state=DeliveryState.SKIPPED.value, last_error="cancelled by the editor")
+            )
+        return broadcast
+
+    async def finish_if_done(self, broadcast_id: int) -> bool:
+        """RUNNING -> DONE when none of its deliveries is pending or sending; True if it moved."""
+        b, d = core_table(BroadcastRow), core_table(DeliveryRow)
+        now = self._clock()
+        unfinished = (
+            select(d.c.id)
+            .where(d.c.broadcast_id == broadcast_id, d.c.state.in_([state.value for state in UNFINISHED]))
+            .exists()
+        )
+        async with self._database.transaction("write") as connection:
+            result = await connection.execute(
+                update(b)
+                .where(b.c.id == broadcast_id, b.c.state == BroadcastState.RUNNING.value, ~unfinished)
+                .values(state=BroadcastState.DONE.value, finished_at=now, updated_at=now)
+            )
+            return bool(result.rowcount)
+
+    async def progress(self, broadcast_id: int) -> Progress:
+        d = core_table(DeliveryRow)
+        since = self._clock() - dt.timedelta(minutes=1)
+        progress = Progress()
+        async with self._database.transaction("snapshot") as connection:
+            rows = await connection.execute(
+                select(d.c.channel, d.c.state, func.count())
+                .where(d.c.broadcast_id == broadcast_id)
+                .group_by(d.c.channel, d.c.state)
+            )
+            for channel, state, count in rows:
+                progress.counts.setdefault(channel, {})[state] = count
+            progress.uncertain = (
+                await connection.execute(
+                    select(func.count()).where(d.c.broadcast_id == broadcast_id, d.c.uncertain.is_(True))
+                )
+            ).scalar_one()
+            progress.sent_last_minute = (
+                await connection.execute(
+                    select(func.count()).where(
+                        d.c.broadcast_id == broadcast_id,
+                        d.c.state == DeliveryState.SENT.value,
+                        d.c.sent_at >= since,
+                    )
+                )
+            ).scalar_one()
+        return progress
+
+    async def _move(
+        self, broadcast_id: int, state: BroadcastState, *, only_from: tuple[BroadcastState, ...]
+    ) -> Broadcast:
+        b = core_table(BroadcastRow)
+        async with self._database.transaction("write") as connection:
+            row = (
+                await connection.execute(select(b).where(b.c.id == broadcast_id).with_for_update())
+            ).first()
+            if row is None:
+                raise NotFound(f"no broadcast with id {broadcast_id}")
+            current = BroadcastState(row.state)
+            if current != state:
+                if current not in only_from:
+                    raise Conflict(
+                        f"the broadcast of {row.issue_date} is {current.value}; it cannot be {state.value}"
+                    )
+                await connection.execute(
+                    update(b)
+                    .where(b.c.id == broadcast_id)
+                    .values(state=state.value, updated_at=self._clock())
+                )
+            row = (await connection.execute(select(b).where(b.c.id == broadcast_id))).one()
+        return _broadcast(row)
+
+    def _insert_deliveries(self) -> Any:
+        d = core_table(DeliveryRow)
+        dialect = postgresql if self._database.backend == "postgresql" else sqlite
+        return dialect.insert(d).on_conflict_do_nothing(
+            index_elements=[d.c.broadcast_id, d.c.channel, d.c.subscriber_id]
+        )
+
+    async def _add_recipients(
+        self,
+        connection: AsyncConnection,
+        broadcast_id: int,
+        channels: builtins.list[str],
+        audience: Audience,
+        now: dt.datetime,
+        page: int,
+    ) -> tuple[int, int]:
+        s, d = core_table(SubscriberRow), core_table(DeliveryRow)
+        pending = skipped = 0
+        after = 0
+        while True:
+            rows = (await connection.execute(_recipients_page(s, channels, after, page))).all()
+            if not rows:
+                return pending, skipped
+            after = rows[-1].id
+            # Only those without a row yet: counting what was added, and no conflict to resolve.
+            have = set(
+                (
+                    await connection.execute(
+                        select(d.c.subscriber_id).where(
+                            d.c.broadcast_id == broadcast_id,
+                            d.c.subscriber_id.in_([row.id for row in rows]),
+                        )
+                    )
+                ).scalars()
+            )
+            values = []
+            for row in rows:
+                if row.id in have:
+                    continue
+                reason = audience(_recipient(row))
+                values.append(_row(broadcast_id, row.id, row.channel, DeliveryKind.DIRECT, reason, now))
+                if reason is None:
+                    pending += 1
+                else:
+                    skipped += 1
+            if values:
+                await connection.execute(self._insert_deliveries(), values)
+
+
+def _recipients_page(s: Any, channels: list[str], after: int, page: int) -> Any:
+    return (
+        select(s.c.id, s.c.channel, s.c.topics, s.c.last_seen_at)
+        .where(
+            and_(
+                s.c.channel.in_(channels),
+                s.c.status == SubscriberStatus.ACTIVE.value,
+                s.c.id > after,
+            )
+        )
+        .order_by(s.c.id)
+        .limit(page)
+    )
+
+
+def _recipient(row: Row[Any]) -> Recipient:
+    seen = row.last_seen_at
+    if seen is not None and seen.tzinfo is None:
+        seen = seen.replace(tzinfo=dt.UTC)
+    return Recipient(
+        subscriber_id=row.id, channel=row.channel, topics=tuple(row.topics or ()), last_seen_at=seen
+    )
+
+
+def _row(
+    broadcast_id: int,
+    subscriber_id: int | None,
+    channel: str,
+    kind: DeliveryKind,
+    skip_reason: str | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "broadcast_id": broadcast_id,
+        "subscriber_id": subscriber_id,
+        "channel": channel,
+        "kind": kind.value,
+        "state": (DeliveryState.PENDING if skip_reason is None else DeliveryState.SKIPPED).value,
+        "parts_done": 0,
+        "attempts": 0,
+        "uncertain": False,
+        "next_attempt_at": now,
+        "last_error": skip_reason,
+    }
+
+
+def _checked_channels(channels: Sequence[str]) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(channels))
+    if not wanted:
+        raise BadInput("name at least one channel")
+    for channel in wanted:
+        if channel not in CHANNELS:
+            raise BadInput(f"unknown channel {channel[:20]!r}: use one of {', '.join(CHANNELS)}")
+    return wanted
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    # SQLite keeps no time zone: what it returns is the UTC time it was given, without tzinfo.
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _broadcast(row: Row[Any]) -> Broadcast:
+    return Broadcast(
+        id=row.id,
+        issue_date=row.issue_date,
+        channels=tuple(row.channels),
+        state=BroadcastState(row.state),
+        options=dict(row.options or {}),
+        start_at=as_utc(row.start_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        finished_at=None if row.finished_at is None else as_utc(row.finished_at),
+    )
