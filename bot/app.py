@@ -91,11 +91,12 @@ def channel_status(settings: Settings) -> dict[str, str]:
 def create_app(settings: Settings) -> web.Application:
     # Imported here: the feature modules import this one for SERVICES and Services.
     from bot import admin, site, subscriptions, telegram, wechat
+    from bot.broadcast import routes as broadcasts
     from bot.errors import error_middleware
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
-    for feature in (site, admin, subscriptions, wechat, telegram):
+    for feature in (site, admin, subscriptions, wechat, telegram, broadcasts):
         feature.setup(app)
     return app
 

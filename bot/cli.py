@@ -1,4 +1,4 @@
-"""The `jianbao` command line: import, list and show issues; manage subscribers.
+"""The `jianbao` command line: issues, subscribers, search, serve; broadcasts are in bot/broadcast/cli.py.
 
 Every failure a user can cause ends in a one-line message on stderr and a non-zero exit status;
 the exit codes are 1 for "some work failed" and 2 for "the command was used wrongly".
@@ -6,13 +6,11 @@ the exit codes are 1 for "some work failed" and 2 for "the command was used wron
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
-import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.app import open_storage
+from bot.console import emit_json as _emit_json
+from bot.console import error_line as _error_line
+from bot.console import fail as _fail
+from bot.console import run as _run
 from bot.importing import import_paths
 from bot.rendering import CHANNELS, Renderer
 from bot.settings import load_settings
@@ -51,29 +53,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except JianbaoError as exc:
-        _fail(str(exc), code=1)
-    raise AssertionError("unreachable")
-
-
-def _error_line(message: str) -> None:
-    # Plain writes, not rich: rich wraps at 80 columns when stderr is not a terminal, and every error
-    # must stay one line for whoever reads the log.
-    sys.stderr.write(f"jianbao: {' '.join(message.split())}\n")
-
-
-def _fail(message: str, code: int) -> None:
-    _error_line(message)
-    raise typer.Exit(code)
-
-
-def _emit_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 @app.command("import")
@@ -557,6 +536,17 @@ def _subscriber_dict(row: Subscriber) -> dict[str, Any]:
         "confirmed_at": moment(row.confirmed_at),
         "left_at": moment(row.left_at),
     }
+
+
+def _broadcast_commands() -> None:
+    # Imported here: bot.broadcast.cli uses bot.console, like this module, and nothing of this one.
+    from bot.broadcast.cli import broadcast_app, worker_command
+
+    app.add_typer(broadcast_app, name="broadcast")
+    app.command("worker")(worker_command)
+
+
+_broadcast_commands()
 
 
 def main() -> None:

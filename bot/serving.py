@@ -27,8 +27,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     asyncio.run(prepare_storage(settings))
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(settings.model_dump(), host, port), daemon=True)
-        for _ in range(workers)
+        context.Process(target=_worker, args=(settings.model_dump(), host, port, index), daemon=True)
+        for index in range(workers)
     ]
     for process in processes:
         process.start()
@@ -47,6 +47,9 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
             process.join(timeout=10)
 
 
-def _worker(values: dict[str, Any], host: str, port: int) -> None:
+def _worker(values: dict[str, Any], host: str, port: int, index: int) -> None:
+    if index > 0:
+        # One broadcast worker is enough, and with SQLite's local rates several would add up.
+        values = values | {"serve_worker": "off"}
     settings = Settings(**values)
     web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None, reuse_port=True)

@@ -69,6 +69,44 @@ class Settings(BaseSettings):
         default="", description="SMTP server, e.g. smtp://127.0.0.1:1025. Empty: email is off."
     )
 
+    wechat_thumb_media_id: str = Field(
+        default="",
+        description="media_id of the cover image (permanent material) that WeChat mass-send articles need.",
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Time zone of times given without one (broadcast --at)."
+    )
+    telegram_rate: float = Field(
+        default=30.0, description="Telegram messages per second over all workers (Bot API: about 30/s)."
+    )
+    telegram_chat_interval: float = Field(
+        default=1.0, description="Seconds between two messages to one Telegram chat (Bot API: 1/s per chat)."
+    )
+    email_rate: float = Field(default=20.0, description="Newsletter mails per second over all workers.")
+    smtp_connections: int = Field(default=4, description="SMTP connections each worker keeps open.")
+    rate_limits: bool = Field(
+        default=True, description="Apply the send rates above (off only for benchmarks against fakes)."
+    )
+    bounce_limit: int = Field(default=2, description="Hard bounces after which a subscriber is BOUNCED.")
+    worker_concurrency: int = Field(default=64, description="Deliveries a worker sends at once.")
+    worker_lease_seconds: float = Field(
+        default=60.0, description="A claimed delivery returns to the queue this long after its worker died."
+    )
+    worker_poll_seconds: float = Field(default=1.0, description="How often an idle worker looks for work.")
+    max_attempts: int = Field(default=8, description="Attempts of one delivery before it counts as failed.")
+    retry_seconds: float = Field(
+        default=30.0,
+        description="First retry delay of a failed send; it doubles with each attempt (max 1 h).",
+    )
+    send_timeout: float = Field(
+        default=10.0,
+        description="Seconds to wait for a platform's answer before a send is 'maybe delivered'.",
+    )
+    serve_worker: str = Field(
+        default="auto",
+        description="Run a broadcast worker inside `serve`: auto (with the SQLite default only), on, off.",
+    )
+
 
 def load_settings() -> Settings:
     return Settings()

@@ -27,9 +27,9 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from bot.app import SERVICES, Services
-from bot.mailer import Mailer
 from bot.site import TEMPLATES
 from bot.tokens import BadToken, Purpose, SubscriberTokens
+from channels.mailer import Mailer
 from content.errors import BadInput, NotFound, Unavailable
 from storage.subscribers import Subscriber, SubscriberStatus, check_address, normalise_topics
 

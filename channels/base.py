@@ -8,6 +8,8 @@ their source; see ../shared/notes/channels.md for the facts they come from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -34,3 +36,31 @@ class Payload(Protocol):
     def to_dict(self) -> dict[str, object]: ...
 
     def preview(self) -> str: ...
+
+
+class PushStatus(StrEnum):
+    """What one push to a platform came to, as a broadcast needs to know it."""
+
+    SENT = "sent"
+    UNCERTAIN = "uncertain"  # sent, but no answer in time: it may have been delivered; never resent
+    RETRY = "retry"  # not delivered, may be tried again (throttled, 5xx, connection dropped, 4xx mail)
+    FAILED = "failed"  # not delivered, and trying again will not help (refused content, bad address)
+    BLOCKED = "blocked"  # the platform refuses this recipient for good (bot blocked, chat gone)
+    BOUNCED = "bounced"  # the mail server refused the recipient (5xx)
+    SKIPPED = "skipped"  # not for this recipient now (outside WeChat's 48 h window, unfollowed)
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    status: PushStatus
+    message_id: str | None = None
+    error: str | None = None  # one line, no secrets, no recipient address
+    retry_after: float | None = None  # the platform's own "try again in N s"
+
+
+class Sender(Protocol):
+    """The sending half of a channel (listmonk's messenger: Name/Push/Close)."""
+
+    name: str
+
+    async def close(self) -> None: ...

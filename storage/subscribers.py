@@ -203,6 +203,13 @@ class SubscriberStore:
         async with self._database.session("write") as session, session.begin():
             return await self._update(session, channel, key, {"topics": wanted})
 
+    async def seen(self, channel: str, address: str) -> bool:
+        """They wrote to us now (WeChat: this opens the 48 h customer-service window); False if they are
+        not a subscriber."""
+        key = _checked_key(channel, address)
+        async with self._database.session("write") as session, session.begin():
+            return await self._update(session, channel, key, {"last_seen_at": self._clock()})
+
     async def import_active(
         self, rows: Sequence[tuple[str, str, Sequence[str]]]
     ) -> builtins.list[ImportOutcome]:

@@ -69,10 +69,19 @@ class LastSearch:
     shown: int
 
 
+# Recording "they wrote to us" at most this often per user. The window we compute then ends at most this
+# much earlier than WeChat's: a broadcast text may skip a reader it could have reached, never the reverse.
+SEEN_EVERY_SECONDS = 3600.0
+SEEN_MAX_ENTRIES = 100_000
+
+
 class Dialog:
     def __init__(self, services: Services, searches: TtlCache[str, LastSearch]) -> None:
         self._services = services
         self._searches = searches
+        # openids whose last_seen_at was written lately: one write per user per SEEN_EVERY_SECONDS, not per
+        # message (a write per keyword query would cost every reply a commit).
+        self._seen: TtlCache[str, bool] = TtlCache(ttl=SEEN_EVERY_SECONDS, max_entries=SEEN_MAX_ENTRIES)
 
     async def respond(self, message: Message) -> str | None:
         """The text to answer `message` with, or None for no answer; a failure becomes an apology."""
@@ -99,6 +108,14 @@ class Dialog:
         return None
 
     async def _text(self, message: Message) -> str:
+        if self._seen.get(message.openid) is None:
+            self._seen.put(message.openid, True)
+            try:
+                # A user's message opens the 48 h window for customer-service messages (broadcast texts).
+                await self._services.subscribers.seen(CHANNEL, check_address(CHANNEL, message.openid))
+            except Exception as error:  # best effort: a search answer must not depend on this write
+                self._seen.pop(message.openid)
+                log.warning("WeChat: last-seen time not recorded (%s)", type(error).__qualname__)
         command = COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
         subscribers = self._services.subscribers
         if command is Command.SUBSCRIBE:

@@ -20,7 +20,6 @@ import aiohttp
 from aiohttp import web
 
 from bot.app import SERVICES
-from bot.wechat.api import WeChatApi, WeChatApiError
 from bot.wechat.cache import TtlCache
 from bot.wechat.dialog import Dialog, LastSearch
 from bot.wechat.protocol import (
@@ -32,6 +31,7 @@ from bot.wechat.protocol import (
     parse_fields,
     text_reply,
 )
+from channels.wechat_api import WeChatApi, WeChatApiError
 from content.errors import BadInput, NotFound, TooLarge
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from aiohttp import ClientResponse, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import SERVICES, Services, create_app
-from bot.mailer import Mailer, MailRefused, SmtpServer
+from channels.mailer import Mailer, MailRefused, SmtpServer
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP
 from bot.tokens import Purpose, SubscriberTokens

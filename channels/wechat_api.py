@@ -1,4 +1,4 @@
-"""WeChat's REST API over aiohttp: the access token and customer-service messages.
+"""WeChat's REST API over aiohttp: the access token, customer-service messages and mass sends.
 
 wechatpy 1.8 has no async client (channels.md), so the calls are made here. The token comes from
 /cgi-bin/stable_token, which, unlike /cgi-bin/token, does not invalidate the token other processes hold.
@@ -9,6 +9,7 @@ tell "this user cannot be messaged now" from "our credentials are wrong" from "W
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from channels.base import PushResult, PushStatus
 from content.errors import JianbaoError
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ class WeChatUnreachable(WeChatApiError):
     """No usable answer (network error, timeout, not JSON): the call may be retried later."""
 
     status = 503
+
+
+class WeChatTimeout(WeChatUnreachable):
+    """The request went out but no answer came in time: WeChat may have acted on it ("maybe delivered")."""
 
 
 class CredentialError(WeChatApiError):
@@ -101,6 +107,14 @@ ERRORS: dict[int, type[WeChatApiError]] = {
 }
 
 
+def seconds_to_next_quota(now: dt.datetime | None = None) -> float:
+    """Until the next midnight in Beijing, when a subscription account's daily mass send is back."""
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(beijing)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), beijing)
+    return (midnight - local).total_seconds() + 60  # a minute late rather than early
+
+
 def api_error(code: int, message: str) -> WeChatApiError:
     return ERRORS.get(code, WeChatApiError)(code, message)
 
@@ -122,6 +136,7 @@ class WeChatApi:
         self._appid = appid
         self._secret = secret
         self._clock = clock
+        self.timeout = REQUEST_TIMEOUT_SECONDS
         self._token = ""
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -130,6 +145,55 @@ class WeChatApi:
         """A customer-service text message (it may contain <a href> links)."""
         payload = {"touser": openid, "msgtype": "text", "text": {"content": text}}
         await self.call("/cgi-bin/message/custom/send", payload)
+
+    async def push_text(self, openid: str, text: str) -> PushResult:
+        """A customer-service text for a broadcast, its outcome read as a broadcast needs it."""
+        try:
+            await self.send_text(openid, text)
+        except WeChatTimeout as error:
+            return PushResult(PushStatus.UNCERTAIN, error=error.message)
+        except (OutsideWindow, OutOfCount, NotFollowing) as error:
+            return PushResult(PushStatus.SKIPPED, error=error.message)
+        except BadOpenid as error:
+            return PushResult(PushStatus.BLOCKED, error=error.message)
+        except MessageTooLong as error:
+            return PushResult(PushStatus.FAILED, error=error.message)
+        except (RateLimited, WeChatUnreachable) as error:
+            return PushResult(PushStatus.RETRY, error=error.message)
+        except CredentialError:
+            raise
+        except WeChatApiError as error:
+            return PushResult(PushStatus.RETRY, error=error.message)
+        return PushResult(PushStatus.SENT)
+
+    async def add_draft(self, article: dict[str, str]) -> str:
+        """draft/add with one article (thumb_media_id included); its media_id."""
+        answer = await self.call("/cgi-bin/draft/add", {"articles": [article]})
+        media_id = answer.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise WeChatUnreachable(-1, "/cgi-bin/draft/add answered without media_id")
+        return media_id
+
+    async def mass_send(self, media_id: str, clientmsgid: str) -> PushResult:
+        """The mass send of a draft to every follower. `clientmsgid` makes a resend harmless: WeChat
+        answers 45065 for one it has seen, which means the earlier attempt went out."""
+        payload = {
+            "filter": {"is_to_all": True},
+            "mpnews": {"media_id": media_id},
+            "msgtype": "mpnews",
+            "send_ignore_reprint": 0,
+            "clientmsgid": clientmsgid,
+        }
+        try:
+            answer = await self.call("/cgi-bin/message/mass/sendall", payload)
+        except AlreadySent:
+            return PushResult(PushStatus.SENT, error="45065: already sent with this clientmsgid")
+        except QuotaExhausted as error:
+            return PushResult(PushStatus.RETRY, error=error.message, retry_after=seconds_to_next_quota())
+        except (RateLimited, WeChatUnreachable) as error:
+            # A timeout too: the retry carries the same clientmsgid, so it cannot send twice.
+            return PushResult(PushStatus.RETRY, error=error.message)
+        return PushResult(PushStatus.SENT, message_id=str(answer.get("msg_id", "")) or None)
 
     async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST `payload` as JSON to `path` with the token; on a token error, a new token and one retry."""
@@ -176,13 +240,17 @@ class WeChatApi:
 
     async def _post(self, path: str, payload: dict[str, Any], *, token: str | None) -> dict[str, Any]:
         params = {"access_token": token} if token is not None else None
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._session.post(
                 self._base_url + path, json=payload, params=params, timeout=timeout
             ) as response:
                 answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        except aiohttp.ConnectionTimeoutError:  # never connected: nothing was sent
+            raise WeChatUnreachable(-1, f"{path}: connection timeout") from None
+        except TimeoutError:
+            raise WeChatTimeout(-1, f"{path}: no answer within {self.timeout:g} s") from None
+        except (aiohttp.ClientError, ValueError) as error:
             # Never the error's text: aiohttp puts the URL, access token included, into it.
             raise WeChatUnreachable(-1, f"{path}: {type(error).__name__}") from None
         if not isinstance(answer, dict):
