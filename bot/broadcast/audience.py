@@ -1,0 +1,75 @@
+"""Who of the active subscribers gets an issue: topic preferences and WeChat's 48 h window.
+
+A subscriber without topics gets every issue. One with topics gets an issue that is about at least one of
+them, as a reader would judge it: the topic appears in the issue (titles, section names, tags, summaries,
+quick news; case and width folded), or the keyword search finds it in the issue, which brings the
+glossary along (a reader who chose 量化 gets an issue whose only item says "INT8"). Each distinct topic is
+decided once per broadcast.
+
+WeChat customer-service texts reach only followers who wrote to us within 48 hours (channels.md); others
+are skipped at once rather than failing one API call each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+from content.model import Issue
+from storage.broadcasts import Audience, Recipient
+from storage.search.index import SearchIndex
+
+# WeChat customer-service window (channels.md, message/custom/send).
+WECHAT_WINDOW = dt.timedelta(hours=48)
+SKIP_TOPICS = "none of their topics is in this issue"
+SKIP_WINDOW = "outside WeChat's 48 h window"
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def issue_text(issue: Issue) -> str:
+    parts = [issue.title, issue.headline or "", issue.tagline or "", issue.lead or ""]
+    parts += [news.text for news in issue.quick_news]
+    for section in issue.sections:
+        parts.append(section.name)
+        for item in section.items:
+            parts += [item.title, item.source or "", item.summary, *item.tags, *item.fields.values()]
+    return _fold("\n".join(parts))
+
+
+class TopicMatcher:
+    def __init__(self, issue: Issue) -> None:
+        self._text = issue_text(issue)
+        self._index: SearchIndex | None = None
+        self._issue = issue
+        self._decided: dict[str, bool] = {}
+
+    def matches(self, topic: str) -> bool:
+        decided = self._decided.get(topic)
+        if decided is None:
+            decided = _fold(topic) in self._text or self._found(topic)
+            self._decided[topic] = decided
+        return decided
+
+    def _found(self, topic: str) -> bool:
+        if self._index is None:  # built on the first topic that is not literally in the issue
+            self._index = SearchIndex()
+            self._index.replace_issues([self._issue])
+        return bool(self._index.search(topic, limit=1, cached=False).hits)
+
+
+def audience(issue: Issue, now: dt.datetime) -> Audience:
+    matcher = TopicMatcher(issue)
+
+    def rule(recipient: Recipient) -> str | None:
+        if recipient.channel == "wechat" and (
+            recipient.last_seen_at is None or now - recipient.last_seen_at > WECHAT_WINDOW
+        ):
+            return SKIP_WINDOW
+        if recipient.topics and not any(matcher.matches(topic) for topic in recipient.topics):
+            return SKIP_TOPICS
+        return None
+
+    return rule
