@@ -12,6 +12,7 @@ A pool timeout or a connect timeout means nothing was sent: those are retried, n
 from __future__ import annotations
 
 import datetime as dt
+import os
 import warnings
 
 import httpx
@@ -56,6 +57,9 @@ class TelegramSender:
         connections: int = 64,
         timeout: float = SEND_TIMEOUT_SECONDS,
     ) -> None:
+        # python-telegram-bot 22 warns (PTBDeprecationWarning) whenever it builds a RetryAfter unless this
+        # opts into the coming timedelta type, which _seconds() reads either way.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
         request = HTTPXRequest(
             connection_pool_size=connections,
             read_timeout=timeout,

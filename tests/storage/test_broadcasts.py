@@ -53,8 +53,11 @@ async def test_start_creates_one_row_per_active_subscriber_and_is_idempotent(
     await store.unsubscribe("telegram", "1002")
     broadcasts = BroadcastStore(db, clock=clock)
     report = await broadcasts.start(DAY, ["telegram", "email", "wechat"])
-    assert report.created and report.pending == 2 + 2 + 1 and report.skipped == 0
-    assert report.broadcast.state == BroadcastState.RUNNING and report.broadcast.start_at == T0
+    assert report.created
+    assert report.pending == 2 + 2 + 1
+    assert report.skipped == 0
+    assert report.broadcast.state == BroadcastState.RUNNING
+    assert report.broadcast.start_at == T0
     rows = await DeliveryLedger(db, clock=clock).deliveries(report.broadcast.id)
     kinds = sorted((row["channel"], row["kind"]) for row in rows)
     assert kinds == [
@@ -65,11 +68,14 @@ async def test_start_creates_one_row_per_active_subscriber_and_is_idempotent(
         ("wechat", "mass"),
     ]
     again = await broadcasts.start(DAY, ["telegram", "email", "wechat"])
-    assert not again.created and again.pending == 0 and again.broadcast.id == report.broadcast.id
+    assert not again.created
+    assert again.pending == 0
+    assert again.broadcast.id == report.broadcast.id
     assert len(await DeliveryLedger(db, clock=clock).deliveries(report.broadcast.id)) == 5
     await store.subscribe("telegram", "2000")
     later = await broadcasts.start(DAY, ["telegram"])
-    assert later.pending == 1 and later.broadcast.channels == ("telegram", "email", "wechat")
+    assert later.pending == 1
+    assert later.broadcast.channels == ("telegram", "email", "wechat")
 
 
 async def test_audience_rule_skips_with_its_reason_and_wechat_text_adds_followers(
@@ -131,7 +137,8 @@ async def test_claim_record_and_subscriber_effects(db: Database, clock: Clock) -
         LEASE,
     )
     blocked = await store.get("telegram", "1001")
-    assert blocked is not None and blocked.status == SubscriberStatus.BLOCKED
+    assert blocked is not None
+    assert blocked.status == SubscriberStatus.BLOCKED
     assert await ledger.claim("w1", ["telegram"], 10, LEASE) == []  # the retry is not due yet
     clock.advance(seconds=5)
     (retry,) = await ledger.claim("w2", ["telegram"], 10, LEASE)
@@ -139,8 +146,10 @@ async def test_claim_record_and_subscriber_effects(db: Database, clock: Clock) -
     # A stale worker cannot overwrite the new owner's row.
     await ledger.record("w1", [Result(third.id, DeliveryState.FAILED, parts_done=0, error="stale")], LEASE)
     rows = {row["id"]: row for row in await ledger.deliveries(broadcast.id)}
-    assert rows[third.id]["state"] == "sending" and rows[third.id]["worker"] == "w2"
-    assert rows[first.id]["state"] == "sent" and rows[first.id]["message_id"] == "7,8"
+    assert rows[third.id]["state"] == "sending"
+    assert rows[third.id]["worker"] == "w2"
+    assert rows[first.id]["state"] == "sent"
+    assert rows[first.id]["message_id"] == "7,8"
     assert rows[first.id]["sent_at"] == T0
 
     # Bounces: counted, and BOUNCED at the limit (2).
@@ -158,7 +167,8 @@ async def test_claim_record_and_subscriber_effects(db: Database, clock: Clock) -
     ]
     await ledger.record("w1", bounce, LEASE)
     once = await store.get("email", "reader0@example.com")
-    assert once is not None and once.status == SubscriberStatus.ACTIVE
+    assert once is not None
+    assert once.status == SubscriberStatus.ACTIVE
     other = (await broadcasts.start(dt.date(2020, 7, 18), ["email"])).broadcast
     emails = await ledger.claim("w1", ["email"], 10, LEASE)
     assert {claim.broadcast_id for claim in emails} == {other.id}
@@ -175,7 +185,8 @@ async def test_claim_record_and_subscriber_effects(db: Database, clock: Clock) -
     ]
     await ledger.record("w1", bounce, LEASE)
     twice = await store.get("email", "reader0@example.com")
-    assert twice is not None and twice.status == SubscriberStatus.BOUNCED
+    assert twice is not None
+    assert twice.status == SubscriberStatus.BOUNCED
 
 
 async def test_expired_leases_are_reclaimed_and_resume_from_their_part(db: Database, clock: Clock) -> None:
@@ -195,7 +206,8 @@ async def test_expired_leases_are_reclaimed_and_resume_from_their_part(db: Datab
     assert (taken.id, taken.parts_done, taken.message_id, taken.attempts) == (claims[0].id, 2, "1,2", 2)
     await ledger.release("alive", [taken.id])
     rows = {row["id"]: row for row in await ledger.deliveries(broadcast.id)}
-    assert rows[taken.id]["state"] == "pending" and rows[taken.id]["attempts"] == 1
+    assert rows[taken.id]["state"] == "pending"
+    assert rows[taken.id]["attempts"] == 1
 
 
 async def test_pause_resume_cancel_and_finish(db: Database, clock: Clock) -> None:
@@ -211,7 +223,8 @@ async def test_pause_resume_cancel_and_finish(db: Database, clock: Clock) -> Non
     assert (await broadcasts.cancel(broadcast.id)).state == BroadcastState.CANCELLED
     await ledger.record("w", [Result(claim.id, DeliveryState.SENT, parts_done=1)], LEASE)
     progress = await broadcasts.progress(broadcast.id)
-    assert progress.counts == {"telegram": {"sent": 1, "skipped": 2}} and progress.unfinished == 0
+    assert progress.counts == {"telegram": {"sent": 1, "skipped": 2}}
+    assert progress.unfinished == 0
     assert progress.sent_last_minute == 1
     with pytest.raises(Conflict, match="cancelled"):
         await broadcasts.start(DAY, ["telegram"])
@@ -235,7 +248,8 @@ async def test_a_broadcast_finishes_when_nothing_is_left_and_future_ones_wait(
     await ledger.record("w", [Result(claim.id, DeliveryState.SENT, parts_done=1, uncertain=True)], LEASE)
     assert await broadcasts.finish_if_done(broadcast.id)
     done = await broadcasts.get(broadcast.id)
-    assert done.state == BroadcastState.DONE and done.finished_at == clock.now
+    assert done.state == BroadcastState.DONE
+    assert done.finished_at == clock.now
     assert (await broadcasts.progress(broadcast.id)).uncertain == 1
 
 
@@ -258,7 +272,8 @@ async def test_concurrent_claims_on_postgres_are_disjoint(tmp_path: object) -> N
 
         results = await asyncio.gather(*(drain(f"w{n}", ledger) for n, ledger in enumerate(ledgers)))
         every = [delivery for taken in results for delivery in taken]
-        assert len(every) == 600 and len(set(every)) == 600
+        assert len(every) == 600
+        assert len(set(every)) == 600
         assert sum(bool(taken) for taken in results) >= 2
 
 

@@ -38,7 +38,8 @@ async def test_every_subscriber_gets_the_issue_once_on_every_channel(world: Worl
     assert len({tuple(texts) for texts in parts.values()}) == 1
     assert all(count == 1 for count in messages.values())
     first = next(iter(parts.values()))
-    assert len(first) >= 2 and first[0].startswith("<b>嵌入式AI简报")
+    assert len(first) >= 2
+    assert first[0].startswith("<b>嵌入式AI简报")
     # Email: one mail per address, personalised, with a one-click unsubscribe.
     delivered = world.smtp.delivered()
     assert sorted(recipient for recipient, _ in delivered) == sorted(emails(4))
@@ -48,7 +49,8 @@ async def test_every_subscriber_gets_the_issue_once_on_every_channel(world: Worl
     assert "https://jianbao.example.com/unsubscribe/" in mail["List-Unsubscribe"]
     # WeChat: one draft and one mass send, plus a text to each follower inside the window.
     drafts = [call.payload for call in world.wechat.received if call.path.endswith("draft/add")]
-    assert len(drafts) == 1 and drafts[0]["articles"][0]["thumb_media_id"] == THUMB
+    assert len(drafts) == 1
+    assert drafts[0]["articles"][0]["thumb_media_id"] == THUMB
     assert len(world.wechat.mass_sends) == 1
     assert world.wechat.mass_sends[0].clientmsgid == f"jianbao-{DAY}-{report.broadcast.id}"
     assert all(len(world.wechat.texts_to(openid(n))) == 1 for n in range(2))
