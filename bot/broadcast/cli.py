@@ -17,7 +17,6 @@ from rich.table import Table
 
 from bot.app import open_storage
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_date, parse_time
-from bot.broadcast.runtime import open_worker
 from bot.console import emit_json, fail, run
 from bot.settings import Settings, load_settings
 from content.errors import BadInput
@@ -119,6 +118,8 @@ async def _test_send(
         address = check_address(channel, address)
     except BadInput as error:
         fail(f"broadcast send --test-to: {error.message}", code=2)
+    from bot.broadcast.runtime import open_worker  # here: the senders' libraries load only when needed
+
     async with open_storage(settings) as storage, open_worker(settings, storage.database) as parts:
         assert hasattr(day, "isoformat")
         result = await parts.worker.send_one(channel, address, day)  # type: ignore[arg-type]
@@ -283,6 +284,8 @@ async def _work(settings: Settings, until_done: bool) -> None:
 
 
 async def _run_worker(settings: Settings, database: Database, stop: asyncio.Event, until_done: bool) -> None:
+    from bot.broadcast.runtime import open_worker  # here: the senders' libraries load only when needed
+
     async with open_worker(settings, database) as parts:
         if not parts.channels:
             fail(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.broadcast.audience import audience
-from bot.broadcast.runtime import sending_channels
 from bot.rendering import Renderer
 from bot.settings import Settings
 from channels.base import utf8_bytes
@@ -70,6 +69,23 @@ def parse_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
         raise BadInput(f"not a date: {text[:40]!r} (use YYYY-MM-DD)") from None
+
+
+def sending_channels(settings: Settings) -> dict[str, str]:
+    """channel -> why it cannot send broadcasts ("" when it can)."""
+    email = ""
+    if not settings.smtp_url:
+        email = "JIANBAO_SMTP_URL is not set"
+    elif not settings.public_url:
+        email = "JIANBAO_PUBLIC_URL is needed for the unsubscribe link in every mail"
+    elif not settings.secret_key:
+        email = "JIANBAO_SECRET_KEY is needed: unsubscribe links must keep working after a restart"
+    wechat = "" if settings.wechat_appid and settings.wechat_secret else "JIANBAO_WECHAT_APPID/SECRET not set"
+    return {
+        "telegram": "" if settings.telegram_token else "JIANBAO_TELEGRAM_TOKEN is not set",
+        "email": email,
+        "wechat": wechat,
+    }
 
 
 def checked_channels(settings: Settings, channels: tuple[str, ...]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.broadcast.control import sending_channels
 from bot.broadcast.payloads import PayloadCache
 from bot.broadcast.worker import BroadcastWorker, Senders, WorkerConfig
 from bot.rendering import Renderer
@@ -38,23 +39,6 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """host:pid:random, unique per worker run, so a restarted process never owns its past claims."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def sending_channels(settings: Settings) -> dict[str, str]:
-    """channel -> why it cannot send broadcasts ("" when it can)."""
-    email = ""
-    if not settings.smtp_url:
-        email = "JIANBAO_SMTP_URL is not set"
-    elif not settings.public_url:
-        email = "JIANBAO_PUBLIC_URL is needed for the unsubscribe link in every mail"
-    elif not settings.secret_key:
-        email = "JIANBAO_SECRET_KEY is needed: unsubscribe links must keep working after a restart"
-    wechat = "" if settings.wechat_appid and settings.wechat_secret else "JIANBAO_WECHAT_APPID/SECRET not set"
-    return {
-        "telegram": "" if settings.telegram_token else "JIANBAO_TELEGRAM_TOKEN is not set",
-        "email": email,
-        "wechat": wechat,
-    }
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
