@@ -103,6 +103,9 @@ class BroadcastWorker:
         self._recorder = Recorder(ledger, name, self._config.lease_seconds)
         self._active: dict[int, asyncio.Task[None]] = {}
         self._down_until: dict[str, float] = {}
+        # delivery id -> (parts done, message ids) as far as a running delivery got: what an unexpected
+        # error puts back, so that a retry does not resend what already went out.
+        self._reached: dict[int, tuple[int, str | None]] = {}
         self.sent = 0  # deliveries this worker finished as sent (for logs and benchmarks)
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
@@ -201,14 +204,32 @@ class BroadcastWorker:
                 "%s: %s; pausing the channel for %.0f s", claim.channel, error.message, CHANNEL_DOWN_SECONDS
             )
             self._down_until[claim.channel] = time.monotonic() + CHANNEL_DOWN_SECONDS
-            result = self._later(claim, claim.parts_done, error.message, CHANNEL_DOWN_SECONDS)
+            result = self._where_it_got(claim, self._later(claim, 0, error.message, CHANNEL_DOWN_SECONDS))
         except Exception as error:
             # A bug must not lose the delivery: it goes back with the usual backoff, and is logged.
             log.exception("delivery %d failed unexpectedly", claim.id)
-            result = self._retry(claim, claim.parts_done, f"internal error: {type(error).__name__}", None)
+            retry = self._retry(claim, 0, f"internal error: {type(error).__name__}", None)
+            result = self._where_it_got(claim, retry)
+        finally:
+            self._reached_done(claim.id)
         if result.state == DeliveryState.SENT:
             self.sent += 1
         self._recorder.add(result)
+
+    def _reached_done(self, delivery_id: int) -> None:
+        self._reached.pop(delivery_id, None)
+
+    def _where_it_got(self, claim: Claim, result: Result) -> Result:
+        part, message_id = self._reached.get(claim.id, (claim.parts_done, claim.message_id))
+        return Result(
+            result.id,
+            result.state,
+            part,
+            message_id,
+            error=result.error,
+            uncertain=result.uncertain,
+            retry_at=result.retry_at,
+        )
 
     async def _send(self, claim: Claim) -> Result:
         if claim.channel == "telegram":
@@ -244,6 +265,7 @@ class BroadcastWorker:
             part += 1
             ids.append(pushed.message_id or "?")
             uncertain = uncertain or pushed.status == PushStatus.UNCERTAIN
+            self._reached[claim.id] = (part, ",".join(ids))
             if part < len(messages):
                 self._recorder.add(
                     Result(claim.id, DeliveryState.SENDING, part, ",".join(ids), uncertain=uncertain)
@@ -308,6 +330,7 @@ class BroadcastWorker:
                 payload = await self._payloads.wechat(claim.issue_date)
                 article = payload.article.to_dict() | {"thumb_media_id": self._senders.wechat_thumb_media_id}
                 media_id = await api.add_draft(article)
+                self._reached[claim.id] = (1, media_id)
                 self._recorder.add(Result(claim.id, DeliveryState.SENDING, 1, media_id))
             pushed = await api.mass_send(media_id, f"jianbao-{claim.issue_date}-{claim.broadcast_id}")
         except CredentialError as error:
