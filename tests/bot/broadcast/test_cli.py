@@ -80,6 +80,9 @@ async def test_send_work_and_status(cli: Cli) -> None:
     assert "stopped after 3 deliveries" in worked.stderr
     status = json.loads((await cli("broadcast", "status", str(DAY), "--json")).stdout)
     assert (status["state"], status["counts"], status["uncertain"]) == ("done", {"telegram": {"sent": 3}}, 0)
+    watched = await cli("broadcast", "status", str(DAY), "--watch")  # the live bar, forced without a tty
+    assert watched.code == 0
+    assert "3/3" in watched.stdout, watched.stdout
     shown = await cli("broadcast", "status", str(started["id"]), "--no-watch")
     assert shown.code == 0
     assert "done" in shown.stdout
