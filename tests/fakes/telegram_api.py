@@ -18,14 +18,35 @@ reference and ../shared/notes/channels.md, "Telegram Bot API"; the rules are in 
 Every call is recorded in `received` as (method, params), the rejected ones too; `errors` lists the
 rejections as (method, description) and `accepted` the calls that succeeded, so a test can assert that
 nothing was refused.
+
+For the broadcast engine, all opt-in, so the bot tests see the fake as before:
+
+- `limit_rate(per_second, per_chat_seconds)`: Telegram's flood limits on sendMessage, ~30 a second in all
+  and 1 a second per chat (telegram_rules.FloodControl), answered with 429 and a retry_after that is
+  the wait until the message would be accepted; `throttled` counts those answers;
+- `faults(FaultPlan)`: injected failures of sendMessage (tests/fakes/faults.py): "500" (an error answer,
+  nothing stored), "drop" (the connection closed without any answer, nothing stored: aiohttp clients
+  raise ServerDisconnectedError), "429" (flood answer with the plan's retry_after, nothing stored) and
+  "slow" (stored, then answered `slow_seconds` late: a client that gives up sooner cannot tell whether
+  it was delivered); `injected` lists them as (fault, chat_id);
+- `delivered()` counts the accepted sendMessage calls by (chat_id, text): a count above 1 is a message
+  the user got twice; `accepted_times()` their arrival times, to measure the rate a sender achieved;
+- `FakeTelegram(validate_html=False, record=False)` for throughput runs: texts are not parsed, and only
+  counters, `delivered()` and `accepted_times()` are kept (not `received`, `accepted`, `errors`, nor the
+  messages that editMessageText would edit), so the fake costs little per call and memory stays flat.
+
+Besides /bot<token>/<method> it serves GET /_fake/stats (counters as JSON, see `stats()`) and POST
+/_fake/block {"chat_ids": [...]}, for a sender running in another process (tests/fakes/serve.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,17 +55,23 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fakes.faults import FaultPlan
 from tests.fakes.telegram_html import ParsedText
 from tests.fakes.telegram_rules import (
     MAX_CALLBACK_ANSWER_CHARS,
+    MESSAGES_PER_SECOND,
     NOT_MODIFIED,
+    SECONDS_BETWEEN_MESSAGES_TO_A_CHAT,
     ApiError,
+    FloodControl,
     bad_request,
     check_commands,
     check_inline_answer,
     check_webhook,
     message_text,
     reply_markup,
+    too_many_requests,
+    unchecked_message_text,
 )
 
 TOKEN = "123:ABC"
@@ -63,6 +90,7 @@ _JSON_FIELDS = {
     "reply_parameters",
 }
 _BOOL_FIELDS = {"is_personal", "show_alert", "drop_pending_updates", "disable_notification"}
+FAULTS = ("500", "drop", "slow", "429")  # what a FaultPlan may inject into sendMessage
 
 
 @dataclass
@@ -84,15 +112,28 @@ Method = Callable[[dict[str, Any]], Awaitable[Any]]
 class FakeTelegram:
     """The fake server's state. `url` is its root, to be given as the bot's API root (…/bot<token>/)."""
 
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, *, validate_html: bool = True, record: bool = True) -> None:
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
         self.url = ""
+        self.validate_html = validate_html
+        self.record = record  # False: keep counters and delivered() only (see the module's docstring)
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.accepted: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, str]] = []
         self.blocked: set[int] = set()
         self.webhook: dict[str, Any] = {}
+        self.rate_limit: FloodControl | None = None  # set by limit_rate(); None: no flood limits
+        self.clock: Callable[[], float] = time.monotonic  # of the flood limits; a test may wind its own
+        self.throttled = 0  # 429s answered by the flood limits (not by flood() or a FaultPlan)
+        self.accepted_count = 0  # accepted sendMessage calls
+        self.error_count = 0  # calls answered with an error, any method, any reason
+        self.duplicates = 0  # accepted sendMessage calls that repeated an earlier (chat_id, text)
+        self.injected: list[tuple[str, Any]] = []  # (fault, chat_id) of every fault a FaultPlan injected
+        self._plan: FaultPlan | None = None
+        self._delivered: Counter[tuple[int, str]] = Counter()
+        self._accepted_times: list[float] = []
+        self._closing: asyncio.Event | None = None
         self._flood: _Flood | None = None
         self._messages: dict[tuple[int, int], _Stored] = {}
         self._message_ids = itertools.count(1000)
@@ -115,6 +156,49 @@ class FakeTelegram:
         """Answer the next `times` sends (sendMessage, editMessageText) with 429 and this retry_after."""
         self._flood = _Flood(retry_after, times)
 
+    def limit_rate(
+        self,
+        per_second: float = MESSAGES_PER_SECOND,
+        per_chat_seconds: float = SECONDS_BETWEEN_MESSAGES_TO_A_CHAT,
+    ) -> None:
+        """From now on, apply Telegram's flood limits to sendMessage (telegram_rules.FloodControl);
+        `fake.rate_limit = None` lifts them."""
+        self.rate_limit = FloodControl(per_second, per_chat_seconds)
+
+    def faults(self, plan: FaultPlan | None) -> None:
+        """Inject the plan's faults into sendMessage from now on (None: no more faults)."""
+        if plan is not None:
+            plan.check(FAULTS)
+        self._plan = plan
+
+    def delivered(self) -> Counter[tuple[int, str]]:
+        """Accepted sendMessage calls by (chat_id, text as sent): a count above 1 is a duplicate."""
+        return Counter(self._delivered)
+
+    def accepted_times(self) -> list[float]:
+        """When each accepted sendMessage arrived (on `clock`, time.monotonic by default), in order."""
+        return list(self._accepted_times)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, as GET /_fake/stats answers them. delivered: [chat_id, accepted sendMessage
+        calls] per chat; first_accept/last_accept: on `clock` (time.monotonic is one clock for all
+        processes of a Linux machine, so another process can compare them with its own)."""
+        per_chat: Counter[int] = Counter()
+        for (chat_id, _), count in self._delivered.items():
+            per_chat[chat_id] += count
+        times = self._accepted_times
+        return {
+            "accepted": self.accepted_count,
+            "throttled": self.throttled,
+            "errors": self.error_count,
+            "duplicates": self.duplicates,
+            "delivered": [[chat_id, count] for chat_id, count in sorted(per_chat.items())],
+            "first_accept": times[0] if times else None,
+            "last_accept": times[-1] if times else None,
+            "injected": dict(Counter(fault for fault, _ in self.injected)),
+            "blocked": len(self.blocked),
+        }
+
     def calls(self, method: str) -> list[dict[str, Any]]:
         return [params for name, params in self.received if name == method]
 
@@ -133,11 +217,19 @@ class FakeTelegram:
         ]
 
     def clear(self) -> None:
+        """Forget what was sent and unblock every chat; the flood limits start afresh. What a test
+        configured stays: limit_rate's numbers, the FaultPlan, validate_html, record."""
         self.received.clear()
         self.accepted.clear()
         self.errors.clear()
         self.blocked.clear()
         self._flood = None
+        if self.rate_limit is not None:
+            self.rate_limit = FloodControl(self.rate_limit.per_second, self.rate_limit.per_chat_seconds)
+        self.throttled = self.accepted_count = self.error_count = self.duplicates = 0
+        self.injected.clear()
+        self._delivered.clear()
+        self._accepted_times.clear()
 
     @property
     def bot_user(self) -> dict[str, Any]:
@@ -154,7 +246,10 @@ class FakeTelegram:
     # --- serving ----------------------------------------------------------------------------------
 
     async def start(self, port: int = 0) -> None:
+        self._closing = asyncio.Event()
         app = web.Application()
+        app.router.add_get("/_fake/stats", self._stats)
+        app.router.add_post("/_fake/block", self._block)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -164,29 +259,84 @@ class FakeTelegram:
         self.url = f"http://{host}:{port}"
 
     async def close(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # "slow" answers still pending go out now, not after the shutdown wait
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        params = await _params(request)
-        self.received.append((method, params))
+        try:
+            params = await _params(request)
+        except ConnectionError:
+            # The sender died while sending (the crash tests kill workers): no one is left to answer, and
+            # aiohttp would log the exception as a server error.
+            return web.Response(status=400)
+        if self.record:
+            self.received.append((method, params))
+        late_by = 0.0
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
             handler = self._methods.get(method)
             if handler is None:
                 raise ApiError(404, "Not Found")
+            plan = self._plan
+            fault = plan.draw(params.get("chat_id")) if plan is not None and method == "sendMessage" else None
+            if plan is not None and fault is not None:
+                self.injected.append((fault, params.get("chat_id")))
+                if fault == "drop":
+                    _drop_connection(request)
+                    return web.Response()  # never written: the transport is closing
+                if fault == "500":
+                    raise ApiError(500, "Internal Server Error")
+                if fault == "429":
+                    raise too_many_requests(plan.retry_after)
+                late_by = plan.slow_seconds
             result = await handler(params)
         except ApiError as error:
-            self.errors.append((method, error.description))
+            self.error_count += 1
+            if self.record:
+                self.errors.append((method, error.description))
             body: dict[str, Any] = {"ok": False, "error_code": error.status, "description": error.description}
             if error.parameters:
                 body["parameters"] = error.parameters
-            return web.json_response(body, status=error.status)
-        self.accepted.append((method, params))
-        return web.json_response({"ok": True, "result": result})
+            response = web.json_response(body, status=error.status)
+        else:
+            if self.record:
+                self.accepted.append((method, params))
+            response = web.json_response({"ok": True, "result": result})
+        if late_by:
+            await self._late(late_by)
+        return response
+
+    async def _late(self, seconds: float) -> None:
+        """Wait before answering, but no longer than until the fake closes."""
+        if self._closing is None:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _block(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        chat_ids = body.get("chat_ids") if isinstance(body, dict) else None
+        if not isinstance(chat_ids, list) or not all(type(chat_id) is int for chat_id in chat_ids):
+            return web.json_response(
+                {"ok": False, "description": 'expected {"chat_ids": [int, ...]}'}, status=400
+            )
+        self.blocked.update(chat_ids)
+        return web.json_response({"ok": True, "blocked": len(self.blocked)})
 
     # --- methods ----------------------------------------------------------------------------------
 
@@ -199,11 +349,32 @@ class FakeTelegram:
 
     async def _send_message(self, params: dict[str, Any]) -> Any:
         chat_id = self._writable_chat(params)
-        text = message_text(params.get("text"), params.get("parse_mode"))
+        now = self.clock()
+        if self.rate_limit is not None:
+            retry_after = self.rate_limit.retry_after(chat_id, now)
+            if retry_after is not None:
+                self.throttled += 1
+                raise too_many_requests(retry_after)
+        raw = params.get("text")
+        if self.validate_html:
+            text = message_text(raw, params.get("parse_mode"))
+        else:
+            text = unchecked_message_text(raw)
         markup = reply_markup(params.get("reply_markup"))
         message_id = next(self._message_ids)
         message = self._message(chat_id, message_id, text, markup)
-        self._messages[(chat_id, message_id)] = _Stored(text, markup, message)
+        if self.record:
+            self._messages[(chat_id, message_id)] = _Stored(text, markup, message)
+        # Accepted from here on: nothing below can refuse it.
+        if self.rate_limit is not None:
+            self.rate_limit.accept(chat_id, now)
+        self.accepted_count += 1
+        self._accepted_times.append(now)
+        key = (chat_id, str(raw))
+        count = self._delivered[key] + 1
+        self._delivered[key] = count
+        if count > 1:
+            self.duplicates += 1
         return message
 
     async def _edit_message_text(self, params: dict[str, Any]) -> Any:
@@ -263,8 +434,7 @@ class FakeTelegram:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
         if self._flood is not None and self._flood.remaining > 0:
             self._flood.remaining -= 1
-            retry_after = self._flood.retry_after
-            raise ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+            raise too_many_requests(self._flood.retry_after)
         return chat_id
 
     def _message(
@@ -290,6 +460,13 @@ class FakeTelegram:
         if edited:
             message["edit_date"] = now
         return message
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Close the connection without answering, as a crashed or overloaded server does: the client has
+    sent its request whole and reads end-of-file where the status line should be."""
+    if request.transport is not None:
+        request.transport.close()
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
@@ -322,8 +499,10 @@ def _form_value(key: str, value: str) -> Any:
 
 
 @asynccontextmanager
-async def running_fake_telegram(token: str = TOKEN, port: int = 0) -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(token)
+async def running_fake_telegram(
+    token: str = TOKEN, port: int = 0, *, validate_html: bool = True, record: bool = True
+) -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram(token, validate_html=validate_html, record=record)
     await fake.start(port)
     try:
         yield fake

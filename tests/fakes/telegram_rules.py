@@ -1,10 +1,13 @@
 """What the fake Bot API refuses, as the real one does: message texts, keyboards, inline answers,
 command lists and webhooks, each with Telegram's error wording (Bot API reference; tdlib for texts;
-../shared/notes/channels.md, "Telegram Bot API"). tests/fakes/telegram_api.py serves them."""
+../shared/notes/channels.md, "Telegram Bot API"), and the flood limits of sendMessage (`FloodControl`).
+tests/fakes/telegram_api.py serves them."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections import deque
 from typing import Any
 
 from tests.fakes.telegram_html import EntityError, ParsedText, parse_html
@@ -18,6 +21,11 @@ MAX_RESULT_ID_BYTES = 64
 MAX_NEXT_OFFSET_BYTES = 64
 MAX_CALLBACK_ANSWER_CHARS = 200
 MAX_COMMANDS = 100
+# Flood limits (Bot API FAQ "My bot is hitting limits"; channels.md): about 30 messages a second in all
+# and one a second to one chat. Telegram publishes them as guidance, not as exact rules.
+MESSAGES_PER_SECOND = 30
+SECONDS_BETWEEN_MESSAGES_TO_A_CHAT = 1.0
+FLOOD_WINDOW_SECONDS = 1.0
 _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 _START_PARAMETER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -40,6 +48,55 @@ def bad_request(description: str) -> ApiError:
     return ApiError(400, f"Bad Request: {description}")
 
 
+def too_many_requests(retry_after: int) -> ApiError:
+    return ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+
+
+class FloodControl:
+    """Telegram's flood limits on sendMessage, over the arrival times of the messages it accepted.
+
+    A message is refused when accepting it would put more than `per_second` accepted messages in the
+    trailing FLOOD_WINDOW_SECONDS (a sliding window, not fixed one-second buckets: a sender that bursts at
+    the edge of a bucket is caught), or when the last accepted message to the same chat is less than
+    `per_chat_seconds` old. retry_after is the wait until it would be accepted, rounded up to whole
+    seconds as Telegram's are, and at least 1. Only accepted messages count: a refused one does not
+    push the window on. The real server also limits groups to ~20 messages a minute; this does not.
+    """
+
+    def __init__(
+        self,
+        per_second: float = MESSAGES_PER_SECOND,
+        per_chat_seconds: float = SECONDS_BETWEEN_MESSAGES_TO_A_CHAT,
+    ) -> None:
+        if per_second < 1 or per_chat_seconds < 0:
+            raise ValueError("per_second must be >= 1 and per_chat_seconds >= 0")
+        self.per_second = per_second
+        self.per_chat_seconds = per_chat_seconds
+        self._allowed = math.floor(per_second)
+        self._window: deque[float] = deque()  # arrival times of the accepted messages, oldest first
+        self._last_by_chat: dict[int, float] = {}
+
+    def retry_after(self, chat_id: int, now: float) -> int | None:
+        """How long the sender must wait before this message is accepted, or None if it is now."""
+        window = self._window
+        horizon = now - FLOOD_WINDOW_SECONDS
+        while window and window[0] <= horizon:
+            window.popleft()
+        refused, wait = False, 0.0
+        excess = len(window) + 1 - self._allowed
+        if excess > 0:
+            # The message fits once the `excess` oldest ones have left the window.
+            refused, wait = True, window[excess - 1] + FLOOD_WINDOW_SECONDS - now
+        last = self._last_by_chat.get(chat_id)
+        if last is not None and now - last < self.per_chat_seconds:
+            refused, wait = True, max(wait, last + self.per_chat_seconds - now)
+        return max(1, math.ceil(wait)) if refused else None
+
+    def accept(self, chat_id: int, now: float) -> None:
+        self._window.append(now)
+        self._last_by_chat[chat_id] = now
+
+
 def message_text(text: Any, parse_mode: Any) -> ParsedText:
     """A message text as Telegram reads it, or the ApiError it answers with."""
     if not isinstance(text, str) or not text:
@@ -60,6 +117,16 @@ def message_text(text: Any, parse_mode: Any) -> ParsedText:
     if parsed.length > MAX_TEXT_UNITS:
         raise bad_request("message is too long")
     return parsed
+
+
+def unchecked_message_text(text: Any) -> ParsedText:
+    """A message text taken as it is, without parsing its HTML: for benchmarks, where the fake must cost
+    little. Only the checks that cost nothing stay (present, within the raw size limit)."""
+    if not isinstance(text, str) or not text:
+        raise bad_request("message text is empty")
+    if len(text) > MAX_RAW_TEXT_BYTES // 4 and len(text.encode()) > MAX_RAW_TEXT_BYTES:
+        raise bad_request("message is too long")
+    return ParsedText(text)
 
 
 def reply_markup(markup: Any) -> Any:

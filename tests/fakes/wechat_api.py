@@ -17,13 +17,30 @@ docs as summarised in ../shared/notes/channels.md, "WeChat Official Account"):
 Successful sends are recorded in `received` (path and JSON payload); `token_requests` records the
 force_refresh flag of each stable_token call (never the secret); `paths` lists every request's path, known
 routes or not (a test can check that nothing was fetched at all).
+
+For the broadcast engine: `mass_sends` lists the successful mass sends (clientmsgid, media_id, msg_id);
+`delivered()` counts the accepted customer-service texts by (openid, content), a count above 1 being a
+duplicate; `window_closed(openid)` puts a user outside the 48 h window (45015). `faults(FaultPlan)`
+(tests/fakes/faults.py) injects failures into message/custom/send (key: the openid) and
+message/mass/sendall (key: the clientmsgid, else the media_id):
+
+- "500": HTTP 500 with a non-JSON body, as a failing gateway in front of the API answers; nothing sent;
+- "-1": WeChat's own errcode -1 "system error" (HTTP 200), to be retried later; nothing sent;
+- "45009": the frequency limit; nothing sent;
+- "drop": the connection closed with no answer (aiohttp: ServerDisconnectedError); nothing sent;
+- "slow": sent and recorded, then answered `slow_seconds` late. For sendall this is the case
+  clientmsgid exists for: the retry of a send that timed out gets 45065, not a second broadcast.
+
+It also serves GET /_fake/stats (see `stats()`) for a sender in another process (tests/fakes/serve.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,11 +49,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fakes.faults import FaultPlan
+
 APPID = "wx0123456789abcdef"
 SECRET = "fake-app-secret-0123456789abcdef"
 TOKEN_LIFETIME_SECONDS = 7200
 MAX_TEXT_BYTES = 2048  # customer-service text; longer is 45002 (channels.md)
 _OPENID = re.compile(r"[A-Za-z0-9_-]{28,64}")
+FAULTS = ("500", "-1", "45009", "drop", "slow")  # what a FaultPlan may inject into the two send routes
+CUSTOM_SEND = "/cgi-bin/message/custom/send"
+MASS_SENDALL = "/cgi-bin/message/mass/sendall"
 
 Method = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,6 +70,13 @@ class Received:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class MassSend:
+    clientmsgid: str | None
+    media_id: str
+    msg_id: int
+
+
 class ApiError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -56,7 +85,7 @@ class ApiError(Exception):
 
 
 class FakeWeChatApi:
-    def __init__(self, appid: str = APPID, secret: str = SECRET) -> None:
+    def __init__(self, appid: str = APPID, secret: str = SECRET, *, mass_quota: int = 1) -> None:
         self.appid = appid
         self.secret = secret
         self.url = ""
@@ -65,7 +94,14 @@ class FakeWeChatApi:
         self.token_requests: list[bool] = []  # force_refresh of each stable_token call
         self.outside_window: set[str] = set()
         self.not_following: set[str] = set()
-        self.mass_quota = 1  # a verified subscription account: one mass send a day
+        # Mass sends left; a verified subscription account has one a day (channels.md). Tests may set it.
+        self.mass_quota = mass_quota
+        self.mass_sends: list[MassSend] = []
+        self.error_count = 0  # calls answered with a non-zero errcode or an HTTP error
+        self.injected: list[tuple[str, str | None]] = []  # (fault, key) of every fault a FaultPlan injected
+        self._plan: FaultPlan | None = None
+        self._delivered: Counter[tuple[str, str]] = Counter()
+        self._closing: asyncio.Event | None = None
         self._valid_tokens: set[str] = set()
         self._stable_token: str | None = None  # what normal-mode stable_token hands out
         self._media_ids: set[str] = set()
@@ -89,51 +125,127 @@ class FakeWeChatApi:
         return [
             str(call.payload["text"]["content"])
             for call in self.received
-            if call.path == "/cgi-bin/message/custom/send" and call.payload.get("touser") == openid
+            if call.path == CUSTOM_SEND and call.payload.get("touser") == openid
         ]
+
+    def window_closed(self, openid: str) -> None:
+        """The user wrote nothing for 48 h: customer-service messages to them get 45015 from now on."""
+        self.outside_window.add(openid)
+
+    def faults(self, plan: FaultPlan | None) -> None:
+        """Inject the plan's faults into custom/send and mass/sendall from now on (None: no more)."""
+        if plan is not None:
+            plan.check(FAULTS)
+        self._plan = plan
+
+    def delivered(self) -> Counter[tuple[str, str]]:
+        """Accepted customer-service texts by (openid, content): a count above 1 is a duplicate."""
+        return Counter(self._delivered)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, as GET /_fake/stats answers them."""
+        per_user: Counter[str] = Counter()
+        for (openid, _), count in self._delivered.items():
+            per_user[openid] += count
+        return {
+            "accepted": sum(per_user.values()),
+            "errors": self.error_count,
+            "duplicates": sum(count - 1 for count in self._delivered.values()),
+            "delivered": sorted([openid, count] for openid, count in per_user.items()),
+            "mass_sends": [[send.clientmsgid, send.media_id] for send in self.mass_sends],
+            "mass_quota": self.mass_quota,
+            "injected": dict(Counter(fault for fault, _ in self.injected)),
+        }
 
     # --- the server ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        self._closing = asyncio.Event()
         app = web.Application(middlewares=[self._record_path])
         app.router.add_post("/cgi-bin/stable_token", self._wrap(self._stable_token_call, token=False))
-        app.router.add_post("/cgi-bin/message/custom/send", self._wrap(self._custom_send))
+        app.router.add_post(CUSTOM_SEND, self._wrap(self._custom_send, faulty=True))
         app.router.add_post("/cgi-bin/draft/add", self._wrap(self._draft_add))
-        app.router.add_post("/cgi-bin/message/mass/sendall", self._wrap(self._mass_sendall))
+        app.router.add_post(MASS_SENDALL, self._wrap(self._mass_sendall, faulty=True))
+        app.router.add_get("/_fake/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
 
     async def close(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # "slow" answers still pending go out now, not after the shutdown wait
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     @web.middleware
     async def _record_path(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.paths.append(request.path)
+        if not request.path.startswith("/_fake/"):  # the harness's own calls are not the client's
+            self.paths.append(request.path)
         return await handler(request)
 
-    def _wrap(self, method: Method, *, token: bool = True) -> Handler:
+    def _wrap(self, method: Method, *, token: bool = True, faulty: bool = False) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 payload = await request.json()
             except ValueError:
-                return _error(ApiError(47001, "data format error"))
+                return self._error(ApiError(47001, "data format error"))
+            except ConnectionError:  # the sender died while sending: no one is left to answer
+                return web.Response(status=400)
             if not isinstance(payload, dict):
-                return _error(ApiError(47001, "data format error"))
+                return self._error(ApiError(47001, "data format error"))
+            late_by = 0.0
+            plan = self._plan if faulty else None
+            if plan is not None:
+                key = _fault_key(request.path, payload)
+                fault = plan.draw(key)
+                if fault is not None:
+                    self.injected.append((fault, key))
+                if fault == "drop":
+                    if request.transport is not None:
+                        request.transport.close()
+                    return web.Response()  # never written: the transport is closing
+                if fault == "500":
+                    self.error_count += 1
+                    return web.Response(status=500, text="500 Internal Server Error")
+                if fault == "-1":
+                    return self._error(ApiError(-1, "system error"))
+                if fault == "45009":
+                    return self._error(ApiError(45009, "reach max api daily quota limit"))
+                if fault == "slow":
+                    late_by = plan.slow_seconds
             try:
                 if token:
                     self._check_token(request.query.get("access_token"))
                 answer: dict[str, Any] = await method(request.path, payload)
             except ApiError as error:
-                return _error(error)
-            return web.json_response({"errcode": 0, "errmsg": "ok", **answer})
+                response = self._error(error)
+            else:
+                response = web.json_response({"errcode": 0, "errmsg": "ok", **answer})
+            if late_by:
+                await self._late(late_by)
+            return response
 
         return handle
+
+    def _error(self, error: ApiError) -> web.Response:
+        self.error_count += 1
+        return web.json_response({"errcode": error.code, "errmsg": error.message})
+
+    async def _late(self, seconds: float) -> None:
+        """Wait before answering, but no longer than until the fake closes."""
+        assert self._closing is not None
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
     def _check_token(self, token: str | None) -> None:
         if not token:
@@ -173,6 +285,7 @@ class FakeWeChatApi:
         if openid in self.outside_window:
             raise ApiError(45015, "response out of time limit or subscription is canceled")
         self.received.append(Received(path, payload))
+        self._delivered[(openid, content)] += 1
         return {}
 
     async def _draft_add(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -204,17 +317,31 @@ class FakeWeChatApi:
             self._client_msg_ids.add(client_msg_id)
         self.received.append(Received(path, payload))
         message_id = next(self._ids)
+        self.mass_sends.append(
+            MassSend(client_msg_id if isinstance(client_msg_id, str) else None, media_id, message_id)
+        )
         return {"errmsg": "send job submission success", "msg_id": message_id, "msg_data_id": message_id}
 
 
-def _error(error: ApiError) -> web.Response:
-    return web.json_response({"errcode": error.code, "errmsg": error.message})
+def _fault_key(path: str, payload: dict[str, Any]) -> str | None:
+    """What a request is about, for FaultPlan.draw: the user, or the broadcast."""
+    if path == CUSTOM_SEND:
+        touser = payload.get("touser")
+        return touser if isinstance(touser, str) else None
+    client_msg_id = payload.get("clientmsgid")
+    if isinstance(client_msg_id, str):
+        return client_msg_id
+    mpnews = payload.get("mpnews")
+    media_id = mpnews.get("media_id") if isinstance(mpnews, dict) else None
+    return media_id if isinstance(media_id, str) else None
 
 
 @asynccontextmanager
-async def running_fake_wechat(appid: str = APPID, secret: str = SECRET) -> AsyncIterator[FakeWeChatApi]:
-    fake = FakeWeChatApi(appid, secret)
-    await fake.start()
+async def running_fake_wechat(
+    appid: str = APPID, secret: str = SECRET, port: int = 0, *, mass_quota: int = 1
+) -> AsyncIterator[FakeWeChatApi]:
+    fake = FakeWeChatApi(appid, secret, mass_quota=mass_quota)
+    await fake.start(port)
     try:
         yield fake
     finally:
