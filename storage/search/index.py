@@ -51,9 +51,10 @@ RECENCY_PER_YEAR = 0.03
 MAX_QUERY_CHARS = 64
 ANSWER_CACHE_SIZE = 2048
 PLAN_CACHE_SIZE = 4096
-# The writer's memory while indexing (released at commit). A larger heap gives fewer segments, but one
-# segment instead of three for 100k items measured no faster (p50 1.93 vs 1.95 ms).
-WRITER_HEAP_BYTES = 64_000_000
+# The writer's memory while indexing (released at commit), taken only as needed. Enough for 100k items
+# in one segment: every term clause of a query is looked up and walked per segment, and with 50-odd
+# expansion terms three segments instead of one cost ~10% (64 MB gave three).
+WRITER_HEAP_BYTES = 256_000_000
 CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
 MAX_LIMIT = 50
 SNIPPET_CHARS = 80
@@ -151,13 +152,12 @@ class SearchIndex:
         self.generation = 0  # bumped whenever the indexed items change: callers' caches key on it
         # A query's analysis does not depend on the index: kept across changes, bounded, LRU.
         self._plans: OrderedDict[str, _Plan] = OrderedDict()
-        # Query objects for glossary expansions, each and as the clause of a query's whole expansion
-        # list: few, recurring in every query of their concept. They hold the index's term statistics
-        # (see _phrase_query), so they are rebuilt when the index changes.
+        # Query objects, of glossary expansions (few, recurring in every query of their concept) and of
+        # whole queries (bounded, LRU): they hold the index's term statistics (see _phrase_query), so
+        # they are rebuilt when the index changes. Composing tantivy queries copies their parts, which
+        # for a concept's 50-odd expansions costs as much as the rest of the Python side of a search.
         self._expansions: dict[tuple[Phrase, float], tantivy.Query | None] = {}
-        self._expansion_clauses: OrderedDict[tuple[tuple[Phrase, float], ...], tantivy.Query | None] = (
-            OrderedDict()
-        )
+        self._queries: OrderedDict[_Plan, tantivy.Query] = OrderedDict()
         # Every multi-word glossary phrase, by its first word: what _twin_tokens looks for.
         self._glossary_phrases = {
             phrase
@@ -197,7 +197,7 @@ class SearchIndex:
         self._searcher = self._index.searcher()
         self._answers.clear()
         self._expansions.clear()
-        self._expansion_clauses.clear()
+        self._queries.clear()
         self.generation += 1
         return added
 
@@ -319,13 +319,23 @@ class SearchIndex:
         return plan
 
     def _query(self, plan: _Plan) -> tantivy.Query:
+        query = self._queries.get(plan)
+        if query is not None:
+            self._queries.move_to_end(plan)
+            return query
         clauses = [query for query in map(self._word_query, plan.words) if query is not None]
-        expansion = self._expansion_clause(plan.expansions)
+        expansions = [self._expansion_query(phrase, weight) for phrase, weight in plan.expansions]
+        expansion = _best_of([query for query in expansions if query is not None], TIE_BREAKER)
         if expansion is not None:
             clauses.append(expansion)
         if len(clauses) == 1:
-            return clauses[0]
-        return tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
+            query = clauses[0]
+        else:
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
+        self._queries[plan] = query
+        if len(self._queries) > PLAN_CACHE_SIZE:
+            self._queries.popitem(last=False)
+        return query
 
     def _word_query(self, phrase: Phrase) -> tantivy.Query | None:
         """The reader's own word: the whole word, or failing that its parts in order."""
@@ -333,20 +343,6 @@ class SearchIndex:
         parts = self.analyzer.parts(phrase[0]) if len(phrase) == 1 else []
         in_parts = self._phrase_query(tuple(parts), PARTS_WEIGHT) if parts else None
         return _best_of([query for query in (whole, in_parts) if query is not None], 0.0)
-
-    def _expansion_clause(self, expansions: tuple[tuple[Phrase, float], ...]) -> tantivy.Query | None:
-        if not expansions:
-            return None
-        clause = self._expansion_clauses.get(expansions)
-        if clause is not None or expansions in self._expansion_clauses:
-            self._expansion_clauses.move_to_end(expansions)
-            return clause
-        found = [self._expansion_query(phrase, weight) for phrase, weight in expansions]
-        clause = _best_of([query for query in found if query is not None], TIE_BREAKER)
-        self._expansion_clauses[expansions] = clause
-        if len(self._expansion_clauses) > PLAN_CACHE_SIZE:
-            self._expansion_clauses.popitem(last=False)
-        return clause
 
     def _expansion_query(self, phrase: Phrase, weight: float) -> tantivy.Query | None:
         key = (phrase, weight)
@@ -387,7 +383,7 @@ class SearchIndex:
         # Only for highlighting, so lower case suffices: the analyzer's NFKC and Traditional -> Simplified
         # steps cost more than the rest of the hit and rarely change what is highlighted.
         haystack = f"{title}\n{summary}".lower()
-        matched = tuple(word for word in words if word in haystack)
+        matched = tuple([word for word in words if word in haystack])  # a list: quicker than a generator
         return SearchHit(
             date=dt.date.fromisoformat(str(document.get_first("issue"))),
             section=str(document.get_first("section")),
