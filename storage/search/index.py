@@ -10,6 +10,11 @@ index lives in memory, one per process: built from the database at start (a few 
 demo corpus) and kept current by `refresh`, which compares each issue's content hash with what it
 indexed and re-indexes only what changed, so imports and deletions by any process are followed.
 
+Speed: tantivy-py evaluates every matching item (its collectors do not prune), so a query costs what
+its postings cost. Glossary expansions bring in dozens of phrases (边缘 ai, tensorflow lite) whose
+common words have long postings; the title and summary therefore also hold each glossary phrase they
+contain as one token, in twin fields scored to give exactly what the phrase query gave (_twin_tokens).
+
 Safety: a reader's text never reaches a query language. Queries are built from term and phrase objects
 of already normalised tokens, so `title:x`, `NOT`, `"`, `*` or `C++` are words or nothing.
 """
@@ -17,10 +22,11 @@ of already normalised tokens, so `title:x`, `NOT`, `"`, `*` or `C++` are words o
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import tantivy
 
@@ -44,9 +50,11 @@ RECENCY_EPOCH = dt.date(2015, 1, 1)
 RECENCY_PER_YEAR = 0.03
 MAX_QUERY_CHARS = 64
 ANSWER_CACHE_SIZE = 2048
-# The writer's memory while indexing (released at commit). A larger heap gives fewer segments, but one
-# segment instead of three for 100k items measured no faster (p50 1.93 vs 1.95 ms).
-WRITER_HEAP_BYTES = 64_000_000
+PLAN_CACHE_SIZE = 4096
+# The writer's memory while indexing (released at commit), taken only as needed. Enough for 100k items
+# in one segment: every term clause of a query is looked up and walked per segment, and with 50-odd
+# expansion terms three segments instead of one cost ~10% (64 MB gave three).
+WRITER_HEAP_BYTES = 256_000_000
 CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
 MAX_LIMIT = 50
 SNIPPET_CHARS = 80
@@ -56,6 +64,11 @@ _FIELDS = (("title", TITLE_BOOST), ("lead", LEAD_BOOST), ("meta", META_BOOST), (
 # Glossary expansions are looked up in the title and the whole summary only: a synonym in the lead or
 # the metadata adds little, and with 40-odd expansions per concept the two fields fewer halve the cost.
 _EXPANSION_FIELDS = (("title", TITLE_BOOST), ("body", BODY_BOOST))
+# Fields whose glossary phrases are also indexed as single tokens, in a twin field (see _twin_tokens).
+_TWINNED = ("title", "body")
+_JOIN = "\x1f"  # joins a phrase's words into one token; never in a token (normalize drops controls)
+_PAD = "\x1f"  # fills a twin field up to its field's token count
+_EVERY = "1"  # the one token of the "every" field, whose document frequency is BM25's document count
 _SENTENCE_END = re.compile(r"[。！？!?\n]|\.\s")
 
 
@@ -98,15 +111,14 @@ class SearchResult:
         return data
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Plan:
-    """A query after analysis: its own words, and what the glossary adds."""
+    """A query after analysis: its own words, what the glossary adds, and the words to highlight."""
 
-    words: list[Phrase] = field(default_factory=list)
-    expansions: list[tuple[Phrase, float]] = field(default_factory=list)
-
-    def all_phrases(self) -> list[Phrase]:
-        return [*self.words, *(phrase for phrase, _ in self.expansions)]
+    words: tuple[Phrase, ...]
+    expansions: tuple[tuple[Phrase, float], ...]
+    # In plan order, the reader's own words first, so snippets centre on what was asked.
+    highlight: tuple[str, ...]
 
 
 class SearchIndex:
@@ -126,6 +138,9 @@ class SearchIndex:
         for name, _ in _FIELDS:
             # Filled with pre-tokenized text (our segmenter's tokens and positions); "raw" is never used.
             builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="position")
+        for name in _TWINNED:
+            builder.add_text_field(f"{name}_phrases", stored=False, tokenizer_name="raw", index_option="freq")
+        builder.add_text_field("every", stored=False, tokenizer_name="raw", index_option="basic")
         builder.add_float_field("recency", stored=False, fast=True)
         self._schema = builder.build()
         self._index = tantivy.Index(self._schema)  # in memory
@@ -135,8 +150,25 @@ class SearchIndex:
         # index changes. Bounded, least recently used out first.
         self._answers: OrderedDict[tuple[str, int, int], SearchResult] = OrderedDict()
         self.generation = 0  # bumped whenever the indexed items change: callers' caches key on it
-        # Query objects for glossary phrases: bounded by the glossary, independent of the indexed items.
-        self._expansions: dict[tuple[Phrase, float], tantivy.Query] = {}
+        # A query's analysis does not depend on the index: kept across changes, bounded, LRU.
+        self._plans: OrderedDict[str, _Plan] = OrderedDict()
+        # Query objects, of glossary expansions (few, recurring in every query of their concept) and of
+        # whole queries (bounded, LRU): they hold the index's term statistics (see _phrase_query), so
+        # they are rebuilt when the index changes. Composing tantivy queries copies their parts, which
+        # for a concept's 50-odd expansions costs as much as the rest of the Python side of a search.
+        self._expansions: dict[tuple[Phrase, float], tantivy.Query | None] = {}
+        self._queries: OrderedDict[_Plan, tantivy.Query] = OrderedDict()
+        # Every multi-word glossary phrase, by its first word: what _twin_tokens looks for.
+        self._glossary_phrases = {
+            phrase
+            for concept in self.glossary.concepts
+            for phrase in (*concept.terms, *concept.narrower)
+            if len(phrase) > 1
+        }
+        self._phrases: dict[str, list[Phrase]] = {}
+        self._pad = tantivy.Token(_PAD, 0, 0, 0)
+        for phrase in sorted(self._glossary_phrases):
+            self._phrases.setdefault(phrase[0], []).append(phrase)
 
     # --- building ---------------------------------------------------------------------------------
 
@@ -164,6 +196,8 @@ class SearchIndex:
         self._index.reload()
         self._searcher = self._index.searcher()
         self._answers.clear()
+        self._expansions.clear()
+        self._queries.clear()
         self.generation += 1
         return added
 
@@ -180,16 +214,42 @@ class SearchIndex:
             summary_text=" ".join(plain_text(item.summary).split()),
             # tantivy multiplies the score by log2(2 + weight); this weight makes that 1 + k * years.
             recency=2.0 ** (1.0 + RECENCY_PER_YEAR * max(years, 0.0)) - 2.0,
+            every=_EVERY,
         )
         body = plain_text(item.summary)
         fields = (("title", item.title), ("lead", lead(body)), ("meta", plain_text(meta)), ("body", body))
         for name, text in fields:
-            tokens = [
-                tantivy.Token(token, position, start, end)
-                for token, position, start, end in self.analyzer.positioned(text)
-            ]
+            positioned = self.analyzer.positioned(text)
+            tokens = [tantivy.Token(*token) for token in positioned]
             document.add_pre_tokenized_text(name, tantivy.PreTokenizedString(text, tokens))
+            if name in _TWINNED:
+                twin = self._twin_tokens(positioned)
+                document.add_pre_tokenized_text(f"{name}_phrases", tantivy.PreTokenizedString("", twin))
         return document
+
+    def _twin_tokens(self, positioned: list[tuple[str, int, int, int]]) -> list[tantivy.Token]:
+        """A field's glossary phrases as one token each, padded to the field's token count.
+
+        A phrase query checks positions in the intersection of its words' postings, and common words
+        (端, ai, 移动) made phrases most of the cost of an expanded query; the twin token is a plain
+        term. Padding gives the twin the same length as its field, so BM25's length normalisation is
+        the same for both, and _phrase_query boosts the twin from its own idf to the phrase's (the sum of
+        its words' idf): the twin scores what the phrase query scored.
+        """
+        twin = []
+        if not self._phrases.keys().isdisjoint(token for token, _, _, _ in positioned):
+            at: dict[int, set[str]] = {}
+            for token, position, _, _ in positioned:
+                at.setdefault(position, set()).add(token)
+            twin = [
+                tantivy.Token(_JOIN.join(phrase), position, 0, 0)
+                for position, words in at.items()
+                for word in words
+                for phrase in self._phrases.get(word, ())
+                if all(phrase[i] in at.get(position + i, ()) for i in range(1, len(phrase)))
+            ]
+        twin += [self._pad] * (len(positioned) - len(twin))
+        return twin
 
     @property
     def size(self) -> int:
@@ -225,69 +285,95 @@ class SearchIndex:
             return SearchResult(
                 query=text, hits=(), total=0, hint="请输入要查找的关键词，例如：量化、剪枝、NPU"
             )
-        query = self._query(plan)
         found = self._searcher.search(
-            query, limit=limit, offset=offset, count=True, weight_by_field="recency"
+            self._query(plan), limit=limit, offset=offset, count=True, weight_by_field="recency"
         )
-        # In plan order, the reader's own words first, so snippets centre on what was asked.
-        words = tuple(dict.fromkeys(token for phrase in plan.all_phrases() for token in phrase))
-        hits = tuple(self._hit(score, address, words) for score, address in found.hits)
+        hits = tuple(self._hit(score, address, plan.highlight) for score, address in found.hits)
         if not hits and offset == 0:
             hint = hint or "没有找到相关条目，换个说法试试，例如：量化、剪枝、编译器"
         total = found.count  # type: ignore[attr-defined]  # present at run time, missing from tantivy's stub
         return SearchResult(query=text, hits=hits, total=int(total or 0), hint=hint)
 
     def _plan(self, cleaned: str) -> _Plan:
-        words = list(dict.fromkeys(self.analyzer.words(cleaned)))
-        plan = _Plan(words=[(word,) for word in words])
-        own = set(plan.words)
+        plan = self._plans.get(cleaned)
+        if plan is not None:
+            self._plans.move_to_end(cleaned)
+            return plan
+        tokens = list(dict.fromkeys(self.analyzer.words(cleaned)))
+        words: list[Phrase] = [(token,) for token in tokens]
+        own = set(words)
         weights: dict[Phrase, float] = {}
-        for phrase in self.glossary.matches(words):
+        for phrase in self.glossary.matches(tokens):
             if len(phrase) > 1 and phrase not in own:
-                plan.words.append(phrase)  # the reader typed a known multi-word term: match it as a phrase
+                words.append(phrase)  # the reader typed a known multi-word term: match it as a phrase
                 own.add(phrase)
             for expansion in self.glossary.expand(phrase):
                 if expansion.phrase not in own:
                     weights[expansion.phrase] = max(weights.get(expansion.phrase, 0.0), expansion.weight)
-        plan.expansions = sorted(weights.items(), key=lambda pair: -pair[1])
+        expansions = tuple(sorted(weights.items(), key=lambda pair: -pair[1]))
+        phrases = [*words, *(phrase for phrase, _ in expansions)]
+        highlight = tuple(dict.fromkeys(token for phrase in phrases for token in phrase))
+        plan = self._plans[cleaned] = _Plan(tuple(words), expansions, highlight)
+        if len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
         return plan
 
     def _query(self, plan: _Plan) -> tantivy.Query:
-        clauses = [self._word_query(phrase) for phrase in plan.words]
-        if plan.expansions:
-            expansion = tantivy.Query.disjunction_max_query(
-                [self._expansion_query(phrase, weight) for phrase, weight in plan.expansions], TIE_BREAKER
-            )
+        query = self._queries.get(plan)
+        if query is not None:
+            self._queries.move_to_end(plan)
+            return query
+        clauses = [query for query in map(self._word_query, plan.words) if query is not None]
+        expansions = [self._expansion_query(phrase, weight) for phrase, weight in plan.expansions]
+        expansion = _best_of([query for query in expansions if query is not None], TIE_BREAKER)
+        if expansion is not None:
             clauses.append(expansion)
-        return tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
-
-    def _word_query(self, phrase: Phrase) -> tantivy.Query:
-        """The reader's own word: the whole word, or failing that its parts in order."""
-        parts = self.analyzer.parts(phrase[0]) if len(phrase) == 1 else []
-        if not parts:
-            return self._phrase_query(phrase, 1.0)
-        alternatives = [self._phrase_query(phrase, 1.0), self._phrase_query(tuple(parts), PARTS_WEIGHT)]
-        return tantivy.Query.disjunction_max_query(alternatives, 0.0)
-
-    def _expansion_query(self, phrase: Phrase, weight: float) -> tantivy.Query:
-        """Glossary expansions are few and recur in every query of their concept: built once each."""
-        key = (phrase, weight)
-        query = self._expansions.get(key)
-        if query is None:
-            query = self._expansions[key] = self._phrase_query(phrase, weight, _EXPANSION_FIELDS)
+        if len(clauses) == 1:
+            query = clauses[0]
+        else:
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
+        self._queries[plan] = query
+        if len(self._queries) > PLAN_CACHE_SIZE:
+            self._queries.popitem(last=False)
         return query
+
+    def _word_query(self, phrase: Phrase) -> tantivy.Query | None:
+        """The reader's own word: the whole word, or failing that its parts in order."""
+        whole = self._phrase_query(phrase, 1.0)
+        parts = self.analyzer.parts(phrase[0]) if len(phrase) == 1 else []
+        in_parts = self._phrase_query(tuple(parts), PARTS_WEIGHT) if parts else None
+        return _best_of([query for query in (whole, in_parts) if query is not None], 0.0)
+
+    def _expansion_query(self, phrase: Phrase, weight: float) -> tantivy.Query | None:
+        key = (phrase, weight)
+        if key not in self._expansions:
+            self._expansions[key] = self._phrase_query(phrase, weight, _EXPANSION_FIELDS)
+        return self._expansions[key]
 
     def _phrase_query(
         self, phrase: Phrase, weight: float, fields: tuple[tuple[str, float], ...] = ()
-    ) -> tantivy.Query:
+    ) -> tantivy.Query | None:
+        """`phrase` in each field, the best field counting most; None if no item can match."""
         per_field = []
         for name, boost in fields or _FIELDS:
             if len(phrase) == 1:
+                if not self._searcher.doc_freq(name, phrase[0]):
+                    continue  # a clause that matches nothing adds nothing to any score
                 query = tantivy.Query.term_query(self._schema, name, phrase[0])
+            elif name in _TWINNED and phrase in self._glossary_phrases:
+                twin = _JOIN.join(phrase)
+                twin_frequency = self._searcher.doc_freq(f"{name}_phrases", twin)
+                if not twin_frequency:
+                    continue
+                # BM25 gives a phrase the sum of its words' idf; the twin token has its own, rarer, idf.
+                documents = self._searcher.doc_freq("every", _EVERY)
+                words_idf = sum(_idf(self._searcher.doc_freq(name, word), documents) for word in phrase)
+                boost *= words_idf / _idf(twin_frequency, documents)
+                query = tantivy.Query.term_query(self._schema, f"{name}_phrases", twin)
             else:
                 query = tantivy.Query.phrase_query(self._schema, name, list(phrase))
             per_field.append(tantivy.Query.boost_query(query, boost * weight))
-        return tantivy.Query.disjunction_max_query(per_field, TIE_BREAKER)
+        return _best_of(per_field, TIE_BREAKER)
 
     def _hit(self, score: float, address: tantivy.DocAddress, words: tuple[str, ...]) -> SearchHit:
         document = self._searcher.doc(address)
@@ -297,7 +383,7 @@ class SearchIndex:
         # Only for highlighting, so lower case suffices: the analyzer's NFKC and Traditional -> Simplified
         # steps cost more than the rest of the hit and rarely change what is highlighted.
         haystack = f"{title}\n{summary}".lower()
-        matched = tuple(word for word in words if word in haystack)
+        matched = tuple([word for word in words if word in haystack])  # a list: quicker than a generator
         return SearchHit(
             date=dt.date.fromisoformat(str(document.get_first("issue"))),
             section=str(document.get_first("section")),
@@ -328,6 +414,20 @@ def lead(text: str) -> str:
     text = text.strip()
     end = _SENTENCE_END.search(text)
     return text[: min(end.start() if end else len(text), LEAD_CHARS)]
+
+
+def _best_of(queries: list[tantivy.Query], tie_breaker: float) -> tantivy.Query | None:
+    """A disjunction-max of the queries; of one query, the query itself (the same score, one union
+    less to walk); of none, None."""
+    if len(queries) > 1:
+        return tantivy.Query.disjunction_max_query(queries, tie_breaker)
+    return queries[0] if queries else None
+
+
+def _idf(frequency: int, documents: int) -> float:
+    """BM25's inverse document frequency, as tantivy computes it (the document count includes deleted
+    items not yet merged away, as the "every" field's frequency does)."""
+    return math.log(1.0 + (documents - frequency + 0.5) / (frequency + 0.5))
 
 
 def freshness(date: dt.date) -> float:

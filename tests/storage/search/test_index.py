@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
+import tantivy
 
 from content.model import Issue, Item, Section
 from storage.search.index import MAX_LIMIT, MAX_QUERY_CHARS, SearchIndex, freshness
@@ -97,6 +98,22 @@ def test_multi_word_synonyms_match_as_phrases_not_as_their_words(analyzer: TextA
     phrase = Item(1, title="Low-bit kernels", summary="Fast low-bit matrix kernels.")
     apart = Item(2, title="Low power chip", summary="A low power chip with an 8 bit ADC bus.")
     assert ids(small_index(analyzer, phrase, apart), "量化") == ["2021-01-01/论文/1"]
+
+
+def test_glossary_phrases_score_as_phrase_queries(demo_index: SearchIndex) -> None:
+    """A glossary phrase is matched through its twin token; items and scores are the phrase query's."""
+    searcher = demo_index._searcher
+    for phrase in [("binary", "neural", "networks"), ("core", "ml"), ("8", "比特"), ("边缘", "ai")]:
+        for field in ("title", "body"):
+            expected = searcher.search(
+                tantivy.Query.phrase_query(demo_index._schema, field, list(phrase)), 50
+            )
+            twin = demo_index._phrase_query(phrase, 1.0, ((field, 1.0),))
+            found = searcher.search(twin, 50) if twin is not None else None
+            want = sorted(((a.segment_ord, a.doc), score) for score, a in expected.hits)
+            got = sorted(((a.segment_ord, a.doc), score) for score, a in found.hits) if found else []
+            assert [address for address, _ in got] == [address for address, _ in want], (phrase, field)
+            assert [score for _, score in got] == pytest.approx([score for _, score in want], rel=1e-5)
 
 
 def test_lightweight_is_not_quantization(analyzer: TextAnalyzer) -> None:
