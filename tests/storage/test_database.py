@@ -146,7 +146,17 @@ async def test_postgres_schema_holds_the_tables(db: Database) -> None:
             )
         ).scalars()
         assert schema.startswith("jianbao_test_")
-        assert list(tables) == ["alembic_version", "issue", "item", "link", "section", "subscriber"]
+        assert list(tables) == [
+            "alembic_version",
+            "broadcast",
+            "delivery",
+            "issue",
+            "item",
+            "link",
+            "rate_limit",
+            "section",
+            "subscriber",
+        ]
 
 
 # --- transactions

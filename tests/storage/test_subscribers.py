@@ -424,7 +424,7 @@ async def test_migration_0002_goes_down_to_0001_and_up_again_keeping_the_issues(
     await db.migrate()
 
     async with db.engine.connect() as connection:
-        assert await connection.run_sync(current_revision) == "0002"
+        assert await connection.run_sync(current_revision) == "0003"
         assert {"subscriber", "link"} <= await connection.run_sync(table_names)
     assert await IssueStore(db).get(issue.date) == issue
     assert await SubscriberStore(db).count() == 0
