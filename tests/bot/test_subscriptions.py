@@ -20,11 +20,11 @@ from aiohttp import ClientResponse, FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import SERVICES, Services, create_app
-from channels.mailer import Mailer, MailRefused, SmtpServer
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP
 from bot.tokens import Purpose, SubscriberTokens
 from channels.links import tracking_token
+from channels.mailer import Mailer, MailRefused, SmtpServer
 from content.errors import BadInput, Unavailable
 from content.parser import parse_issue
 from content.source import decode_issue
