@@ -162,6 +162,9 @@ class DeliveryLedger:
         lease = now + dt.timedelta(seconds=lease_seconds)
         # The last word on each delivery wins: progress followed by the outcome in one batch.
         latest = {result.id: result for result in results}
+        # Rows are updated (and locked) in id order, as renew and reclaim_expired lock them: transactions
+        # that lock some of the same rows in different orders deadlock.
+        latest = dict(sorted(latest.items()))
         params = [
             {
                 "b_id": result.id,
@@ -240,11 +243,16 @@ class DeliveryLedger:
             return
         d = core_table(DeliveryRow)
         until = self._clock() + dt.timedelta(seconds=lease_seconds)
+        mine = select(d.c.id).where(
+            d.c.id.in_(list(ids)), d.c.worker == worker, d.c.state == DeliveryState.SENDING.value
+        )
+        if self._database.backend == "postgresql":
+            # A row locked now is being written by this worker's recorder (which sets its lease) or taken
+            # back by another worker: skip it rather than wait (and deadlock with the recorder).
+            mine = mine.order_by(d.c.id).with_for_update(skip_locked=True)
         async with self._database.transaction("write") as connection:
             await connection.execute(
-                update(d)
-                .where(d.c.id.in_(list(ids)), d.c.worker == worker, d.c.state == DeliveryState.SENDING.value)
-                .values(lease_until=until)
+                update(d).where(d.c.id.in_(mine.scalar_subquery())).values(lease_until=until)
             )
 
     async def release(self, worker: str, ids: Sequence[int]) -> None:
@@ -264,10 +272,19 @@ class DeliveryLedger:
         """Deliveries whose worker's lease ran out (it died or stalled) become pending again."""
         d = core_table(DeliveryRow)
         now = self._clock()
+        expired = select(d.c.id).where(d.c.state == DeliveryState.SENDING.value, d.c.lease_until < now)
+        if self._database.backend == "postgresql":
+            # A row locked now is being written (its worker is alive after all) or taken back by another
+            # worker: skip it rather than wait, which could deadlock with a recorder's batch.
+            expired = expired.order_by(d.c.id).with_for_update(skip_locked=True)
         async with self._database.transaction("write") as connection:
             result = await connection.execute(
                 update(d)
-                .where(d.c.state == DeliveryState.SENDING.value, d.c.lease_until < now)
+                .where(
+                    d.c.id.in_(expired.scalar_subquery()),
+                    d.c.state == DeliveryState.SENDING.value,
+                    d.c.lease_until < now,
+                )
                 .values(state=DeliveryState.PENDING.value, lease_until=None, next_attempt_at=now)
             )
             return int(result.rowcount)
