@@ -67,6 +67,10 @@ class Recorder:
             await asyncio.sleep(RETRY_SECONDS)
         log.error("%d delivery results could not be recorded; they will be sent again", len(self._waiting))
 
+    def waiting_ids(self) -> list[int]:
+        """Deliveries finished here but not written yet: their leases must be kept alive too."""
+        return [result.id for result in self._waiting]
+
     @property
     def waiting(self) -> int:
         return len(self._waiting)

@@ -187,7 +187,8 @@ class BroadcastWorker:
         while True:
             await asyncio.sleep(self._config.lease_seconds / 3)
             try:
-                await self._ledger.renew(self.name, list(self._active), self._config.lease_seconds)
+                mine = [*self._active, *self._recorder.waiting_ids()]
+                await self._ledger.renew(self.name, mine, self._config.lease_seconds)
                 reclaimed = await self._ledger.reclaim_expired()
                 if reclaimed:
                     log.warning("took back %d deliveries whose worker stopped answering", reclaimed)
