@@ -281,12 +281,33 @@ async def timed_bare(
     return timing
 
 
-async def timed_full(settings: Settings) -> Timing:
-    """One in-process worker until nothing is left (timed from its first claim: senders are open)."""
-    async with Database(settings.database_url) as database, open_worker(settings, database) as parts:
+async def timed_full(settings: Settings, database: Database, until: int | None) -> Timing:
+    """One in-process worker until it has sent `until` deliveries (it then stops claiming and finishes
+    what it holds), or with None until nothing is left; timed from its first claim (senders are open)."""
+    async with open_worker(settings, database) as parts:
+        worker = parts.worker
+        stop = asyncio.Event()
+
+        async def watch(target: int) -> None:
+            while True:  # worker.sent is a plain counter: look at it often
+                await asyncio.sleep(0.005)
+                if worker.sent >= target:
+                    stop.set()
+                    return
+
+        watcher = asyncio.create_task(watch(until)) if until is not None else None
         started, cpu = time.perf_counter(), time.process_time()
-        await parts.worker.run(asyncio.Event(), until_idle=True)
-        return Timing(time.perf_counter() - started, time.process_time() - cpu, parts.worker.sent)
+        await worker.run(stop, until_idle=until is None)
+        timing = Timing(time.perf_counter() - started, time.process_time() - cpu, worker.sent)
+        if watcher is not None:
+            watcher.cancel()
+        return timing
+
+
+def add(total: Timing | None, part: Timing) -> Timing:
+    if total is None:
+        return part
+    return Timing(total.seconds + part.seconds, total.cpu + part.cpu, total.count + part.count)
 
 
 def render_message(issue: Path, settings: Settings) -> TelegramMessage:
@@ -297,8 +318,11 @@ def render_message(issue: Path, settings: Settings) -> TelegramMessage:
 
 
 async def throughput(args: argparse.Namespace) -> None:
-    n = args.deliveries
-    print(f"throughput: {n:,} deliveries, concurrency {', '.join(map(str, args.concurrency))}")
+    n, rounds = args.deliveries, args.rounds
+    print(
+        f"throughput: {n:,} deliveries per side in {rounds} alternating rounds, "
+        f"concurrency {', '.join(map(str, args.concurrency))}"
+    )
     with tempfile.TemporaryDirectory() as tmp, fake_telegram("--no-validate", "--no-record") as fake:
         issue, date = issue_file(Path(tmp), None)
         chats = list(range(FIRST_CHAT, FIRST_CHAT + n))
@@ -315,26 +339,46 @@ async def throughput(args: argparse.Namespace) -> None:
                 )
                 message = render_message(issue, settings)
                 env = jianbao_env(url, fake.url, rate_limits=False, worker_concurrency=concurrency)
-                before = fake.stats()["accepted"]
-                bare_first = await timed_bare(settings, message, chats, concurrency)
                 start = await asyncio.to_thread(broadcast_send, env, date, Path(tmp))
-                full = await timed_full(settings)
-                bare_second = await timed_bare(settings, message, chats, concurrency)
-                accepted = fake.stats()["accepted"] - before
-                if accepted != 3 * n or full.count != n:
-                    raise SystemExit(f"expected {3 * n} accepted and {n} sent, got {accepted}, {full.count}")
-                states = await table_counts(url, "SELECT state, count(*) FROM delivery GROUP BY state")
-            bare = max(bare_first, bare_second, key=lambda timing: timing.rate)
-            print(
-                f"C={concurrency:>3}  setup {took:.1f} s · broadcast send {start.seconds:.1f} s "
-                f"(peak RSS {start.max_rss_mb:.0f} MB) · delivery states {dict(map(tuple, states))}"
-            )
-            for name, timing in (("bare loop", bare_first), ("full path", full), ("bare loop", bare_second)):
                 print(
-                    f"       {name} {timing.rate:7,.0f}/s ({timing.seconds:6.1f} s, "
-                    f"CPU {timing.cpu_ms:.2f} ms/delivery in this process)"
+                    f"C={concurrency}: setup {took:.1f} s · broadcast send {start.seconds:.1f} s "
+                    f"(peak RSS {start.max_rss_mb:.0f} MB)"
                 )
-            print(f"       full / bare = {full.rate / bare.rate:.0%} (the faster bare run)")
+                before = fake.stats()["accepted"]
+                bare: Timing | None = None
+                full: Timing | None = None
+                async with Database(url) as database:
+                    for number in range(rounds):
+                        chunk = chats[number * n // rounds : (number + 1) * n // rounds]
+                        target = None if number == rounds - 1 else len(chunk)  # a new worker each round
+                        # Alternate which side goes first, so that a drift of the machine's load evens out.
+                        for side in ("bare", "full") if number % 2 == 0 else ("full", "bare"):
+                            if side == "bare":
+                                part = await timed_bare(settings, message, chunk, concurrency)
+                                bare = add(bare, part)
+                            else:
+                                part = await timed_full(settings, database, target)
+                                full = add(full, part)
+                            print(
+                                f"  round {number + 1} {side}: {part.count:7,} in {part.seconds:6.1f} s "
+                                f"= {part.rate:5,.0f}/s, CPU {part.cpu_ms:.2f} ms/delivery in this process"
+                            )
+                accepted = fake.stats()["accepted"] - before
+                states = dict(
+                    map(tuple, await table_counts(url, "SELECT state, count(*) FROM delivery GROUP BY state"))
+                )
+            assert bare is not None
+            assert full is not None
+            if accepted != 2 * n or full.count != n or states != {"sent": n}:
+                raise SystemExit(
+                    f"expected {2 * n} accepted, {n} sent; got {accepted}, {full.count}, {states}"
+                )
+            for name, timing in (("bare loop", bare), ("full path", full)):
+                print(
+                    f"  {name}: {timing.count:,} in {timing.seconds:.1f} s = {timing.rate:,.0f}/s "
+                    f"(CPU {timing.cpu_ms:.2f} ms/delivery in this process)"
+                )
+            print(f"  full path / bare loop = {full.rate / bare.rate:.0%}")
 
 
 # --- memory ---------------------------------------------------------------------------------------------
@@ -401,6 +445,7 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[Settings.model_fields["worker_concurrency"].default]
     )
+    parser.add_argument("--rounds", type=int, default=4, help="alternating bare/full rounds")
     parser.add_argument("--memory", action="store_true", help="the memory run instead of throughput")
     parser.add_argument("--subscribers", type=int, default=1_000_000, help="of the memory run")
     parser.add_argument("--memory-seconds", type=float, default=120.0, help="worker run time; 0: until done")

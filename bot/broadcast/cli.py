@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -294,6 +295,11 @@ async def _run_worker(settings: Settings, database: Database, stop: asyncio.Even
                 code=2,
             )
         sys.stderr.write(f"jianbao worker {parts.worker.name}: sending on {', '.join(parts.channels)}\n")
+        # What is built so far lives as long as the process: frozen, it is not re-scanned by every full
+        # collection, whose 100-200 ms pauses would hold up sends already due (a message that goes out late
+        # bunches with the next ones and can exceed Telegram's 30 a second). As `serve` does.
+        gc.collect()
+        gc.freeze()
         await parts.worker.run(stop, until_idle=until_done)
         sys.stderr.write(
             f"jianbao worker {parts.worker.name}: stopped after {parts.worker.sent:,} deliveries\n"

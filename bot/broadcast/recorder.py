@@ -58,6 +58,12 @@ class Recorder:
             )
             self._waiting = batch + self._waiting
             return False
+        except asyncio.CancelledError:
+            # The worker is stopping (it cancels `run`, then calls `close`): the batch is written by close.
+            # Lost here, its deliveries would stay SENDING and be sent again after the lease. If the write
+            # did commit, writing it again changes nothing (only rows still SENDING for us are updated).
+            self._waiting = batch + self._waiting
+            raise
         return True
 
     async def close(self) -> None:
