@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,9 +27,10 @@ from content.demo import demo_issue_dir
 from storage.database import Database
 from storage.issues import IssueStore
 from storage.links import LinkStore
-from storage.search.follow import refresh_index
-from storage.search.index import SearchIndex
 from storage.subscribers import SubscriberStore
+
+if TYPE_CHECKING:
+    from storage.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,11 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
 
     async def context(app: web.Application) -> AsyncIterator[None]:
+        # Imported when an app is built: the CLI's commands import this module for open_storage, and the
+        # search engine (~45 MB of tantivy, rjieba and OpenCC) would otherwise load into every worker.
+        from storage.search.follow import refresh_index
+        from storage.search.index import SearchIndex
+
         async with open_storage(settings) as storage:
             await _import_demo_if_empty(settings, storage)
             search = SearchIndex()
@@ -153,6 +160,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
 
 async def _keep_search_fresh(services: Services) -> None:
+    from storage.search.follow import refresh_index  # loaded by then; see _services
+
     while True:
         await asyncio.sleep(SEARCH_REFRESH_SECONDS)
         try:

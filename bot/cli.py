@@ -34,8 +34,7 @@ from channels.wechat import WeChatPayload
 from content.demo import demo_issue_dir
 from content.errors import BadInput, JianbaoError
 from content.model import Issue
-from storage.search.follow import refresh_index
-from storage.search.index import MAX_LIMIT, SearchIndex, SearchResult
+from storage.search.results import MAX_LIMIT, SearchResult
 from storage.subscribers import CHANNELS as SUBSCRIBER_CHANNELS
 from storage.subscribers import (
     Subscriber,
@@ -166,6 +165,11 @@ def search_command(
         _fail(f"search: --limit must be between 1 and {MAX_LIMIT}, not {limit}", code=2)
 
     async def work() -> SearchResult:
+        # Imported here, not at the top: every command loads this module, and the search engine (~45 MB of
+        # tantivy, rjieba and OpenCC) would otherwise sit in each `jianbao worker` that never searches.
+        from storage.search.follow import refresh_index
+        from storage.search.index import SearchIndex
+
         async with open_storage(load_settings()) as storage:
             index = SearchIndex()
             await refresh_index(index, storage.issues)

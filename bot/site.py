@@ -15,7 +15,7 @@ from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
 from channels.fitting import non_empty
 from content.errors import BadInput, NotFound
-from storage.search.index import CACHED_QUERY_CHARS
+from storage.search.results import CACHED_QUERY_CHARS
 
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
 TEMPLATES = web.AppKey("site_templates", Environment)

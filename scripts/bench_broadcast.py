@@ -10,20 +10,22 @@ with one INSERT ... SELECT generate_series, and start the fake Bot API in a proc
 (`python -m tests.fakes.serve telegram --no-validate --no-record`, no rate limits), so the fake's work is
 not on the sender's event loop.
 
-Throughput (default): for each --concurrency C, in this one process and against the same fake,
+Throughput (default): for each --concurrency C, in this one process and against the same fake, after
+`jianbao broadcast send` (a subprocess; its time and peak RSS are printed apart), --rounds alternating
+rounds (default 4) of N / rounds deliveries per side, so that a drift of the machine's load evens out:
   bare  the same TelegramSender (channels/telegram/transport.py) pushing one pre-rendered TelegramMessage
-        to the N chat ids from C tasks, recording nothing; run before and after the full path;
-  full  `jianbao broadcast send` (a subprocess; its time is printed apart), then one in-process
-        BroadcastWorker (bot.broadcast.runtime.open_worker, rate limits off, worker_concurrency C) until
-        nothing is left: claim, payload cache, send over HTTP to loopback, batched recording;
-and prints deliveries/s of both and full / bare (the Done-when asks >= 70%). The ratio takes the faster
-of the two bare runs, so it errs against the full path.
+        to the chat ids from C tasks, recording nothing;
+  full  one in-process BroadcastWorker (bot.broadcast.runtime.open_worker, rate limits off,
+        worker_concurrency C) until it has sent its share (or, the last round, until nothing is left):
+        claim, payload cache, send over HTTP to loopback, batched recording;
+and prints each round, the totals in deliveries/s (with the CPU this process spent per delivery) and
+full / bare (the Done-when asks >= 70%).
 
 --memory: --subscribers (default 1,000,000) subscribers, `jianbao broadcast send` with its wall time and
 peak RSS (ru_maxrss of that process, from wait4), then a `jianbao worker --until-done` subprocess (rate
-limits off) run for --memory-seconds (0: until done), its VmHWM polled from /proc/PID/status and its
-ru_maxrss read at exit; prints the deliveries it made, their rate and the peak RSS in MB (the Done-when
-asks < 150 MB).
+limits off) run for --memory-seconds (0: until done), its VmRSS sampled every 10 s with the deliveries
+made so far, its VmHWM polled from /proc/PID/status and its ru_maxrss read at exit; prints the
+deliveries it made, their rate and the peak RSS in MB (the Done-when asks < 150 MB).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -396,7 +398,9 @@ async def memory(args: argparse.Namespace) -> None:
                 env = jianbao_env(url, fake.url, rate_limits=False)
                 start = await asyncio.to_thread(broadcast_send, env, date, Path(tmp))
                 print(f"broadcast send: {start.seconds:.1f} s, peak RSS {start.max_rss_mb:.0f} MB")
-                worker = await asyncio.to_thread(run_worker_for, env, Path(tmp), args.memory_seconds)
+                worker = await asyncio.to_thread(
+                    run_worker_for, env, Path(tmp), args.memory_seconds, lambda: int(fake.stats()["accepted"])
+                )
                 accepted = fake.stats()["accepted"]
             rows = await table_counts(url, "SELECT state, count(*) FROM delivery GROUP BY state")
         rate = accepted / worker.seconds
@@ -404,7 +408,14 @@ async def memory(args: argparse.Namespace) -> None:
             f"worker: {accepted:,} deliveries in {worker.seconds:.1f} s ({rate:,.0f}/s), "
             f"peak RSS {worker.max_rss_mb:.0f} MB (VmHWM polled {worker.polled_mb:.0f} MB)"
         )
+        print(
+            "worker RSS over time: "
+            + ", ".join(f"{at:.0f} s {rss:.0f} MB ({done:,} sent)" for at, rss, done in worker.samples)
+        )
         print(f"delivery states: {dict(map(tuple, rows))}")
+
+
+SAMPLE_SECONDS = 10.0
 
 
 @dataclass
@@ -412,28 +423,46 @@ class WorkerRun:
     seconds: float
     max_rss_mb: float
     polled_mb: float
+    samples: list[tuple[float, float, int]]  # (seconds since start, VmRSS MB, deliveries so far)
 
 
-def run_worker_for(env: dict[str, str], cwd: Path, seconds: float) -> WorkerRun:
-    """`jianbao worker --until-done` for `seconds` (0: until done), its peak RSS polled and at exit."""
+def vm_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_worker_for(env: dict[str, str], cwd: Path, seconds: float, delivered: Callable[[], int]) -> WorkerRun:
+    """`jianbao worker --until-done` for `seconds` (0: until done), its peak RSS polled and at exit, and
+    its RSS every SAMPLE_SECONDS with `delivered()` (deliveries so far)."""
     started = time.perf_counter()
     process = subprocess.Popen([str(JIANBAO), "worker", "--until-done"], cwd=cwd, env=env, text=True)
     polled = 0.0
     stopped = False
+    samples: list[tuple[float, float, int]] = []
     while True:
         hwm = vm_hwm_mb(process.pid)
         if hwm is not None:
             polled = max(polled, hwm)
+        elapsed = time.perf_counter() - started
+        if elapsed >= SAMPLE_SECONDS * (len(samples) + 1):
+            rss = vm_rss_mb(process.pid)
+            if rss is not None:
+                samples.append((elapsed, rss, delivered()))
         # The child is not reaped yet: poll() would reap it and lose its rusage, so look at /proc.
         state = Path(f"/proc/{process.pid}/stat").read_text().split(") ", 1)[1][0]
         if state == "Z":
             break
-        if seconds and not stopped and time.perf_counter() - started > seconds:
+        if seconds and not stopped and elapsed > seconds:
             process.send_signal(signal.SIGTERM)  # the worker finishes what it holds, records, exits
             stopped = True
         time.sleep(0.2)
     finished = wait_child(process, started)
-    return WorkerRun(finished.seconds, finished.max_rss_mb, polled)
+    return WorkerRun(finished.seconds, finished.max_rss_mb, polled, samples)
 
 
 def main() -> None:

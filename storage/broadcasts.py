@@ -390,13 +390,16 @@ class BroadcastStore:
             if not rows:
                 return pending, skipped
             after = rows[-1].id
-            # Only those without a row yet: counting what was added, and no conflict to resolve.
+            # Only those without a row yet: counting what was added, and no conflict to resolve. The page's
+            # id range on the unique key's columns is an index range scan; an IN list of the page's 5,000
+            # ids was compared row by row with every row written so far (quadratic: 200,000 took 168 s).
             have = set(
                 (
                     await connection.execute(
                         select(d.c.subscriber_id).where(
                             d.c.broadcast_id == broadcast_id,
-                            d.c.subscriber_id.in_([row.id for row in rows]),
+                            d.c.channel.in_(channels),
+                            d.c.subscriber_id.between(rows[0].id, after),
                         )
                     )
                 ).scalars()

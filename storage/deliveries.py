@@ -80,17 +80,88 @@ class DeliveryLedger:
     async def claim(
         self, worker: str, channels: Sequence[str], limit: int, lease_seconds: float
     ) -> list[Claim]:
-        """Up to `limit` due deliveries of running broadcasts on `channels`, now SENDING for `worker`."""
+        """Up to `limit` due deliveries of running broadcasts on `channels`, now SENDING for `worker`.
+
+        Claimed per (broadcast, channel), each one range of the claim index (broadcast, channel, state, id)
+        read in id order, so a claim costs the same at the end of a million-row broadcast as at its start;
+        one query over all of them in id order walked the rows already sent first (0.5 s a claim halfway
+        through a million). Each pair gets its share of `limit` first, so no channel starves another, and
+        what is left goes to the pairs that have more.
+        """
         if limit <= 0 or not channels:
             return []
-        b, d, s = core_table(BroadcastRow), core_table(DeliveryRow), core_table(SubscriberRow)
+        b, s = core_table(BroadcastRow), core_table(SubscriberRow)
         now = self._clock()
-        runnable = select(b.c.id).where(b.c.state == BroadcastState.RUNNING.value, b.c.start_at <= now)
+        async with self._database.transaction("write") as connection:
+            runnable = (
+                await connection.execute(
+                    select(b.c.id, b.c.issue_date)
+                    .where(b.c.state == BroadcastState.RUNNING.value, b.c.start_at <= now)
+                    .order_by(b.c.id)
+                )
+            ).all()
+            dates = {row.id: row.issue_date for row in runnable}
+            pairs = [(row.id, channel) for row in runnable for channel in dict.fromkeys(channels)]
+            claimed: list[Any] = []
+            share = max(1, limit // len(pairs)) if pairs else 0
+            for first_pass in (True, False):
+                more = []
+                for broadcast_id, channel in pairs:
+                    want = limit - len(claimed)
+                    if first_pass:
+                        want = min(want, share)
+                    if want <= 0:
+                        break
+                    statement = self._claim_statement(worker, broadcast_id, channel, want, now, lease_seconds)
+                    rows = (await connection.execute(statement)).all()
+                    claimed += rows
+                    if len(rows) == want:
+                        more.append((broadcast_id, channel))
+                pairs = more
+                if len(claimed) >= limit or not pairs:
+                    break
+            if not claimed:
+                return []
+            subscriber_ids = [row.subscriber_id for row in claimed if row.subscriber_id is not None]
+            addresses: dict[int, str] = {}
+            if subscriber_ids:
+                found = await connection.execute(
+                    select(s.c.id, s.c.address).where(s.c.id.in_(subscriber_ids))
+                )
+                addresses = {row.id: row.address for row in found}
+        claims = [
+            Claim(
+                id=row.id,
+                broadcast_id=row.broadcast_id,
+                issue_date=dates[row.broadcast_id],
+                channel=row.channel,
+                kind=DeliveryKind(row.kind),
+                subscriber_id=row.subscriber_id,
+                address=None if row.subscriber_id is None else addresses.get(row.subscriber_id),
+                parts_done=row.parts_done,
+                attempts=row.attempts,
+                message_id=row.message_id,
+            )
+            for row in claimed
+        ]
+        claims.sort(key=lambda claim: claim.id)
+        return claims
+
+    def _claim_statement(
+        self,
+        worker: str,
+        broadcast_id: int,
+        channel: str,
+        limit: int,
+        now: dt.datetime,
+        lease_seconds: float,
+    ) -> Any:
+        d = core_table(DeliveryRow)
         due = (
             select(d.c.id)
             .where(
-                d.c.broadcast_id.in_(runnable),
-                d.c.channel.in_(list(channels)),
+                d.c.broadcast_id == broadcast_id,
+                d.c.channel == channel,
                 d.c.state == DeliveryState.PENDING.value,
                 d.c.next_attempt_at <= now,
             )
@@ -99,7 +170,7 @@ class DeliveryLedger:
         )
         if self._database.backend == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        claim = (
+        return (
             update(d)
             .where(d.c.id.in_(due.scalar_subquery()))
             .values(
@@ -119,39 +190,6 @@ class DeliveryLedger:
                 d.c.message_id,
             )
         )
-        async with self._database.transaction("write") as connection:
-            claimed = (await connection.execute(claim)).all()
-            if not claimed:
-                return []
-            subscriber_ids = [row.subscriber_id for row in claimed if row.subscriber_id is not None]
-            addresses: dict[int, str] = {}
-            if subscriber_ids:
-                found = await connection.execute(
-                    select(s.c.id, s.c.address).where(s.c.id.in_(subscriber_ids))
-                )
-                addresses = {row.id: row.address for row in found}
-            broadcast_ids = {row.broadcast_id for row in claimed}
-            found_dates = await connection.execute(
-                select(b.c.id, b.c.issue_date).where(b.c.id.in_(broadcast_ids))
-            )
-            dates = {row.id: row.issue_date for row in found_dates}
-        claims = [
-            Claim(
-                id=row.id,
-                broadcast_id=row.broadcast_id,
-                issue_date=dates[row.broadcast_id],
-                channel=row.channel,
-                kind=DeliveryKind(row.kind),
-                subscriber_id=row.subscriber_id,
-                address=None if row.subscriber_id is None else addresses.get(row.subscriber_id),
-                parts_done=row.parts_done,
-                attempts=row.attempts,
-                message_id=row.message_id,
-            )
-            for row in claimed
-        ]
-        claims.sort(key=lambda claim: claim.id)
-        return claims
 
     async def record(self, worker: str, results: Sequence[Result], lease_seconds: float) -> None:
         """Write results in one transaction. A SENDING result is progress (its lease is renewed)."""

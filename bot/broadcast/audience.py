@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from typing import TYPE_CHECKING
 
 from content.model import Issue
 from storage.broadcasts import Audience, Recipient
-from storage.search.index import SearchIndex
+
+if TYPE_CHECKING:
+    from storage.search.index import SearchIndex
 
 # WeChat customer-service window (channels.md, message/custom/send).
 WECHAT_WINDOW = dt.timedelta(hours=48)
@@ -55,6 +58,9 @@ class TopicMatcher:
 
     def _found(self, topic: str) -> bool:
         if self._index is None:  # built on the first topic that is not literally in the issue
+            # Imported here: the search engine is ~45 MB that workers, which import this module, never use.
+            from storage.search.index import SearchIndex
+
             self._index = SearchIndex()
             self._index.replace_issues([self._issue])
         return bool(self._index.search(topic, limit=1, cached=False).hits)

@@ -33,7 +33,7 @@ from bot.telegram.deeplinks import read_payload
 from bot.telegram.keyboard import MAX_OFFSET, PAGE_SIZE, RecentQueries, page_keyboard, read_page_data
 from channels.fitting import DoesNotFit
 from content.model import Issue
-from storage.search.index import MAX_LIMIT, SearchResult
+from storage.search.results import MAX_LIMIT, SearchResult
 from storage.subscribers import SubscriberStatus
 
 log = logging.getLogger(__name__)

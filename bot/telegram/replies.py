@@ -13,7 +13,7 @@ from html import escape
 from telegram import InlineQueryResultArticle, InputTextMessageContent
 from telegram.constants import ParseMode
 
-from storage.search.index import SearchHit, SearchResult
+from storage.search.results import SearchHit, SearchResult
 
 PARSE_MODE = ParseMode.HTML
 QUERY_ECHO_CHARS = 24  # the reader's query, repeated in a result page's heading

@@ -20,7 +20,7 @@ from channels.wechat import WECHAT_TEXT_MAX_BYTES
 from channels.wechat import _safe as plain_text
 from channels.wechat import _text_link as text_link
 from content.errors import JianbaoError
-from storage.search.index import SearchHit, SearchResult
+from storage.search.results import SearchHit, SearchResult
 from storage.subscribers import check_address
 
 log = logging.getLogger(__name__)

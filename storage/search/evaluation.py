@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.search.index import MAX_LIMIT, SearchHit, SearchIndex
+from storage.search.index import SearchIndex
+from storage.search.results import MAX_LIMIT, SearchHit
 
 PRECISION_AT = 10
 

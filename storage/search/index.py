@@ -32,6 +32,7 @@ import tantivy
 
 from content.model import Issue, Item
 from storage.search.glossary import Glossary, Phrase
+from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, SearchHit, SearchResult
 from storage.search.text import TextAnalyzer, dictionary_version, plain_text
 
 # Field weights: a word in the title says more about an item than the same word in its summary, and a
@@ -55,8 +56,6 @@ PLAN_CACHE_SIZE = 4096
 # in one segment: every term clause of a query is looked up and walked per segment, and with 50-odd
 # expansion terms three segments instead of one cost ~10% (64 MB gave three).
 WRITER_HEAP_BYTES = 256_000_000
-CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
-MAX_LIMIT = 50
 SNIPPET_CHARS = 80
 # A query word's sub-words, matched as a phrase where the whole word is not written (神经网络 架构 搜索).
 PARTS_WEIGHT = 0.8
@@ -70,45 +69,6 @@ _JOIN = "\x1f"  # joins a phrase's words into one token; never in a token (norma
 _PAD = "\x1f"  # fills a twin field up to its field's token count
 _EVERY = "1"  # the one token of the "every" field, whose document frequency is BM25's document count
 _SENTENCE_END = re.compile(r"[。！？!?\n]|\.\s")
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    date: dt.date
-    section: str
-    position: int
-    title: str
-    url: str | None
-    snippet: str
-    score: float
-    matched: tuple[str, ...]  # the words (query and expansions) found in this item, for highlighting
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "date": self.date.isoformat(),
-            "section": self.section,
-            "position": self.position,
-            "title": self.title,
-            "url": self.url,
-            "snippet": self.snippet,
-            "score": round(self.score, 4),
-            "matched": list(self.matched),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    query: str
-    hits: tuple[SearchHit, ...]
-    total: int
-    hint: str | None = None  # a friendly word for the reader when the query was empty, cut or found nothing
-
-    def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"query": self.query, "results": [hit.to_dict() for hit in self.hits]}
-        data["total"] = self.total
-        if self.hint:
-            data["hint"] = self.hint
-        return data
 
 
 @dataclass(frozen=True, slots=True)

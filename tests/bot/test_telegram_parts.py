@@ -32,7 +32,7 @@ from bot.telegram.replies import (
     search_html,
     welcome_html,
 )
-from storage.search.index import SearchHit, SearchResult
+from storage.search.results import SearchHit, SearchResult
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, fake_telegram
 from tests.fakes.telegram_html import EntityError, parse_html
 from tests.fakes.telegram_rules import ApiError, message_text

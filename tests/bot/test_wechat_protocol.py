@@ -24,7 +24,7 @@ from bot.wechat.protocol import (
     text_reply,
 )
 from content.errors import BadInput, TooLarge
-from storage.search.index import SearchHit, SearchResult
+from storage.search.results import SearchHit, SearchResult
 from tests.bot.wechat_helpers import AES_KEY, TOKEN, decrypt, encrypt, sign
 from tests.fakes.wechat_api import APPID
 

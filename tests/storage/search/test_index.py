@@ -9,7 +9,8 @@ import pytest
 import tantivy
 
 from content.model import Issue, Item, Section
-from storage.search.index import MAX_LIMIT, MAX_QUERY_CHARS, SearchIndex, freshness
+from storage.search.index import MAX_QUERY_CHARS, SearchIndex, freshness
+from storage.search.results import MAX_LIMIT
 from storage.search.text import TextAnalyzer
 
 

@@ -1,0 +1,25 @@
+"""A broadcast worker starts without the search engine: tantivy, rjieba and OpenCC are ~45 MB of RSS,
+which is what kept a worker over its memory budget. Checked in a fresh interpreter, since this test
+process has long loaded them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+ENGINE = ("tantivy", "rjieba", "opencc")
+
+
+def test_worker_command_does_not_load_the_search_engine() -> None:
+    code = (
+        "import sys, bot.cli, bot.broadcast.cli, bot.broadcast.runtime, bot.app;"
+        f"print(','.join(m for m in {ENGINE!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == ""
+
+
+def test_search_command_module_loads_it_when_searching() -> None:
+    code = "import sys, storage.search.index; print(','.join(m for m in ('tantivy', 'rjieba') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "tantivy,rjieba"
