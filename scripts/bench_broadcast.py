@@ -388,7 +388,8 @@ async def throughput(args: argparse.Namespace) -> None:
 
 async def memory(args: argparse.Namespace) -> None:
     n = args.subscribers
-    print(f"memory: {n:,} subscribers, worker for {args.memory_seconds or 'until done'} s")
+    span = f"for {args.memory_seconds:g} s" if args.memory_seconds else "until done"
+    print(f"memory: {n:,} subscribers, worker {span}")
     with tempfile.TemporaryDirectory() as tmp:
         issue, date = issue_file(Path(tmp), None)
         async with bench_database(args.postgres, "jianbao_bench_mem", keep=args.keep) as url:

@@ -19,7 +19,7 @@ def test_worker_command_does_not_load_the_search_engine() -> None:
     assert loaded.stdout.strip() == ""
 
 
-def test_search_command_module_loads_it_when_searching() -> None:
+def test_the_index_module_is_what_loads_the_engine() -> None:
     code = "import sys, storage.search.index; print(','.join(m for m in ('tantivy', 'rjieba') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "tantivy,rjieba"
