@@ -220,11 +220,12 @@ def broadcast_send(env: dict[str, str], date: str, cwd: Path) -> Finished:
     return finished
 
 
-def vm_hwm_mb(pid: int) -> float | None:
-    """Peak resident set size of a running process (VmHWM), MB; None once it is gone."""
+def proc_status_mb(pid: int, field: str) -> float | None:
+    """A size field of a running process's /proc status (VmHWM: peak RSS, VmRSS: RSS now), MB; None
+    once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -427,16 +428,6 @@ class WorkerRun:
     samples: list[tuple[float, float, int]]  # (seconds since start, VmRSS MB, deliveries so far)
 
 
-def vm_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def run_worker_for(env: dict[str, str], cwd: Path, seconds: float, delivered: Callable[[], int]) -> WorkerRun:
     """`jianbao worker --until-done` for `seconds` (0: until done), its peak RSS polled and at exit, and
     its RSS every SAMPLE_SECONDS with `delivered()` (deliveries so far)."""
@@ -446,12 +437,12 @@ def run_worker_for(env: dict[str, str], cwd: Path, seconds: float, delivered: Ca
     stopped = False
     samples: list[tuple[float, float, int]] = []
     while True:
-        hwm = vm_hwm_mb(process.pid)
+        hwm = proc_status_mb(process.pid, "VmHWM")
         if hwm is not None:
             polled = max(polled, hwm)
         elapsed = time.perf_counter() - started
         if elapsed >= SAMPLE_SECONDS * (len(samples) + 1):
-            rss = vm_rss_mb(process.pid)
+            rss = proc_status_mb(process.pid, "VmRSS")
             if rss is not None:
                 samples.append((elapsed, rss, delivered()))
         # The child is not reaped yet: poll() would reap it and lose its rusage, so look at /proc.
