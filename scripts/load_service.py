@@ -123,6 +123,8 @@ WRK_SCRIPT = """
 local thread_id = 0
 local counter = 0
 local keywords = {KEYWORDS}
+local paths = {}
+for line in io.lines(PATHS_FILE) do paths[#paths + 1] = line end
 function setup(thread) thread_id = thread_id + 1; thread:set("id", thread_id) end
 function request()
   counter = counter + 1
@@ -132,7 +134,7 @@ function request()
     .. string.format("%05d", counter % 500) .. "abcdefghijklmnop]]></FromUserName><CreateTime>"
     .. os.time() .. "</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[" .. keyword
     .. "]]></Content><MsgId>" .. msgid .. "</MsgId></xml>"
-  return wrk.format("POST", PATH, {["Content-Type"] = "text/xml"}, body)
+  return wrk.format("POST", paths[(counter % #paths) + 1], {["Content-Type"] = "text/xml"}, body)
 end
 """
 
@@ -170,12 +172,20 @@ def wrk_phase(name: str, url: str, seconds: int, concurrency: int, script: str |
     }
 
 
+# The service refuses a signed (timestamp, nonce) pair seen before with another body (a replay), and
+# remembers up to 120,000 pairs: each request gets a pair of its own, from this many signed paths.
+WRK_SIGNED_PATHS = 110_000
+
+
 def run_wrk(base: str, seconds: int, concurrency: int) -> list[dict[str, float]]:
-    timestamp, nonce = str(int(time.time())), "loadtest"
-    signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
-    path = f"/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}"
+    timestamp = str(int(time.time()))
+    with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as paths:
+        for index in range(WRK_SIGNED_PATHS):
+            nonce = f"load{index}"
+            signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
+            paths.write(f"/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}\n")
     keywords = "{" + ", ".join(f'"{word}"' for word in KEYWORDS) + "}"
-    script = WRK_SCRIPT.replace("{KEYWORDS}", keywords).replace("PATH", f'"{path}"')
+    script = WRK_SCRIPT.replace("{KEYWORDS}", keywords).replace("PATHS_FILE", f'"{paths.name}"')
     quoted = "{" + ", ".join(f'"{quote(word)}"' for word in KEYWORDS) + "}"
     search_script = (
         "local keywords = " + quoted + "\nlocal n = 0\nfunction request() n = n + 1\n"

@@ -20,7 +20,7 @@ from channels.wechat import WECHAT_TEXT_MAX_BYTES
 from channels.wechat import _safe as plain_text
 from channels.wechat import _text_link as text_link
 from content.errors import JianbaoError
-from storage.search.results import SearchHit, SearchResult
+from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
 from storage.subscribers import check_address
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,12 @@ class Dialog:
         return self._search(message.openid, message.content, offset=0) or NO_MORE
 
     def _search(self, openid: str, query: str, *, offset: int) -> str | None:
-        """The reply listing one page of results (None when a 更多 finds nothing more)."""
+        """The reply listing one page of results (None when a 更多 finds nothing more).
+
+        更多 pages through the first MAX_OFFSET results, as far as the index serves (its offset comes from
+        our own memory of the reader's last search, which only grows by what was shown)."""
+        if offset >= MAX_OFFSET:
+            return None
         self._services.metrics.searches.labels(CHANNEL).inc()
         result = self._services.search.search(query, limit=SEARCH_PAGE, offset=offset)
         if not result.hits:
@@ -201,7 +206,7 @@ def _search_text(
         title = shorten_text(" ".join(hit.title.split()), TITLE_CHARS)
         url = links(hit) if links else None
         lines.append(f"{number}. {text_link(title, url)}（{hit.date.isoformat()}）")
-    remaining = result.total - offset - len(hits)
+    remaining = min(result.total, MAX_OFFSET) - offset - len(hits)  # 更多 stops at MAX_OFFSET
     if remaining > 0:
         more = f"还有 {remaining} 条，发送『更多』"
         if public_url:

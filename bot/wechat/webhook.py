@@ -1,10 +1,23 @@
 """The /wechat route WeChat calls: GET to verify the server, POST for every message and event.
 
-Order of work for a POST: signature and timestamp (403, nothing read), body size (413), safe XML (400),
-safe mode's msg_signature and decryption, then the answer. WeChat waits 5 s for it and otherwise retries
-(3 tries), so a delivery is answered once and its reply kept: a retry gets the same reply, and an answer
-that is not ready within REPLY_DEADLINE_SECONDS is sent later as a customer-service message while WeChat
-gets "success" (no passive reply).
+Order of work for a POST: signature and timestamp (403, nothing read), body size (413), in safe mode the
+envelope's XML, msg_signature and decryption, then the replay check (403), the message's safe XML and
+fields (400), and the answer. WeChat waits 5 s for it and otherwise retries (3 tries), so a delivery is
+answered once and its reply kept: a retry gets the same reply, and an answer that is not ready within
+REPLY_DEADLINE_SECONDS is sent later as a customer-service message while WeChat gets "success" (no
+passive reply).
+
+The replay check (protocol.PushMemory): in plain mode `signature` does not cover the body, so each signed
+(timestamp, nonce) is remembered with a digest of its body until the timestamp is stale; the same pair
+with another body is a forgery (403, nothing processed). In safe mode `msg_signature` covers the Encrypt
+field, so a forged body fails there; the pair is bound to the decrypted message, which a retry encrypted
+afresh still matches. The memory is per process: under `serve --workers N` each worker remembers only
+the pushes it received, so a replayed URL sent to another worker is not recognised. That is why safe mode
+(JIANBAO_WECHAT_AES_KEY) is the recommended set-up: there the body cannot be forged at all.
+
+GET is WeChat's server verification: echostr is echoed, as text/plain, only under a valid signature. The
+signature does not cover echostr either, so a captured URL could reflect any text for 5 minutes: it is
+bounded to MAX_ECHOSTR_CHARS and served as text/plain with nosniff, never as something a browser renders.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from bot.wechat.protocol import (
     MAX_XML_BYTES,
     Envelope,
     Message,
+    PushMemory,
     check_signature,
     masked,
     parse_fields,
@@ -43,6 +57,8 @@ DELIVERY_MAX_ENTRIES = 10_000
 LAST_SEARCH_TTL_SECONDS = 30 * 60  # how long 更多 continues a reader's last search
 LAST_SEARCH_MAX_ENTRIES = 10_000
 FOLLOW_UP_GRACE_SECONDS = 5.0  # at shutdown, how long follow-ups still being sent may take
+# WeChat's echostr is a random number of ~19 digits; room to spare, but no page of text to reflect.
+MAX_ECHOSTR_CHARS = 128
 
 
 @dataclass
@@ -57,6 +73,7 @@ class WeChatState:
     deliveries: TtlCache[str, asyncio.Future[str]] = field(
         default_factory=lambda: TtlCache(ttl=DELIVERY_TTL_SECONDS, max_entries=DELIVERY_MAX_ENTRIES)
     )
+    pushes: PushMemory = field(default_factory=PushMemory)  # signed pairs seen, against replays
     follow_ups: set[asyncio.Task[None]] = field(default_factory=set)
     clock: Callable[[], float] = time.time
 
@@ -124,7 +141,10 @@ async def verify(request: web.Request) -> web.Response:
     check_signature(
         state.token, query.get("signature"), query.get("timestamp"), query.get("nonce"), now=state.clock()
     )
-    return web.Response(text=query.get("echostr", ""))
+    echo = query.get("echostr", "")
+    if len(echo) > MAX_ECHOSTR_CHARS:
+        raise BadInput(f"echostr over {MAX_ECHOSTR_CHARS} characters")
+    return web.Response(text=echo, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -132,23 +152,39 @@ async def receive(request: web.Request) -> web.Response:
     query = request.query
     timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
     check_signature(state.token, query.get("signature"), timestamp, nonce, now=state.clock())
-    if request.content_length is not None and request.content_length > MAX_XML_BYTES:
-        raise TooLarge(f"XML body over {MAX_XML_BYTES // 1024} KB")
-    fields = parse_fields(await request.read())
-    envelope = None
-    if query.get("encrypt_type", "raw").lower() == "aes":
-        envelope = state.envelope
-        if envelope is None:
-            raise BadInput("encrypted push, but no EncodingAESKey is configured")
-        plaintext = envelope.open(fields, query.get("msg_signature"), timestamp, nonce)
-        fields = parse_fields(plaintext.encode())
-    message = Message.from_fields(fields)
+    envelope = _envelope(state, query.get("encrypt_type", "raw"))
+    document = await _read_xml(request)
+    if envelope is not None:
+        plaintext = envelope.open(parse_fields(document), query.get("msg_signature"), timestamp, nonce)
+        document = plaintext.encode()
+    # In plain mode the signature leaves the body open to forgery: only this check ties the two together.
+    state.pushes.admit(timestamp, nonce, document, now=state.clock())
+    message = Message.from_fields(parse_fields(document))
     reply = await _answer(state, message)
     if reply == SUCCESS:
         return web.Response(text=SUCCESS)
     if envelope is not None:
         reply = envelope.seal(reply, nonce=nonce, timestamp=int(state.clock()))
     return web.Response(text=reply, content_type="application/xml")
+
+
+def _envelope(state: WeChatState, encrypt_type: str) -> Envelope | None:
+    """Safe mode's envelope for an encrypted push, None for a plain one."""
+    if encrypt_type.lower() != "aes":
+        return None
+    if state.envelope is None:
+        raise BadInput("encrypted push, but no EncodingAESKey is configured")
+    return state.envelope
+
+
+async def _read_xml(request: web.Request) -> bytes:
+    """The body, refused before reading when it says it is too large, and after when it was."""
+    if request.content_length is not None and request.content_length > MAX_XML_BYTES:
+        raise TooLarge(f"XML body over {MAX_XML_BYTES // 1024} KB")
+    body = await request.read()
+    if len(body) > MAX_XML_BYTES:  # sent chunked, without a length
+        raise TooLarge(f"XML body over {MAX_XML_BYTES // 1024} KB")
+    return body
 
 
 async def _answer(state: WeChatState, message: Message) -> str:

@@ -1,5 +1,6 @@
 """The WeChat protocol without a server: the official signature and safe-mode vectors (with the clock
-set to their time), freshness, hostile XML, the AES envelope, replies, the caches and the search reply."""
+set to their time), freshness, the memory of signed pushes against replays, hostile XML and fields, the
+AES envelope, replies, the caches and the search reply."""
 
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ import pytest
 from bot.wechat.cache import TtlCache
 from bot.wechat.dialog import search_reply
 from bot.wechat.protocol import (
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_CONTENT_CHARS,
     MAX_XML_BYTES,
+    MAX_XML_ELEMENTS,
+    REMEMBER_MARGIN_SECONDS,
     Envelope,
     Forbidden,
     Message,
+    PushMemory,
     check_signature,
     masked,
     parse_fields,
     signature,
     text_reply,
 )
-from content.errors import BadInput, TooLarge
-from storage.search.results import SearchHit, SearchResult
+from content.errors import BadInput, TooLarge, Unavailable
+from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
 from tests.bot.wechat_helpers import AES_KEY, TOKEN, decrypt, encrypt, sign
 from tests.fakes.wechat_api import APPID
 
@@ -94,6 +100,62 @@ def test_timestamps_more_than_5_minutes_away_are_refused(skew: int, fresh: bool)
 def test_a_timestamp_that_is_not_plain_digits_is_refused(stamp: str) -> None:
     with pytest.raises(Forbidden):
         check_signature(TOKEN, sign(TOKEN, stamp, "1"), stamp, "1", now=1714037059)
+
+
+# --- replays: the signed (timestamp, nonce) pairs remembered with their body ----------------------
+
+NOW = 1714037059
+
+
+def test_the_same_signed_pair_with_another_body_is_a_forgery_and_is_not_remembered() -> None:
+    memory = PushMemory()
+    stamp = str(NOW)
+    assert memory.admit(stamp, "42", b"<xml>follow by A</xml>", now=NOW) is True
+    with pytest.raises(Forbidden, match="replay"):
+        memory.admit(stamp, "42", b"<xml>follow by B</xml>", now=NOW + 1)
+    assert memory.admit(stamp, "42", b"<xml>follow by A</xml>", now=NOW + 2) is False  # WeChat's retry
+    assert len(memory) == 1
+    assert memory.admit(stamp, "43", b"<xml>follow by B</xml>", now=NOW) is True  # another push
+    assert memory.admit(str(NOW + 1), "42", b"<xml>follow by B</xml>", now=NOW) is True
+    assert len(memory) == 3
+
+
+def test_a_pair_is_remembered_while_fresh_and_refused_as_stale_after() -> None:
+    memory = PushMemory()
+    stamp = str(NOW)
+    memory.admit(stamp, "1", b"<xml>a</xml>", now=NOW - MAX_CLOCK_SKEW_SECONDS)  # WeChat's clock ahead
+    with pytest.raises(Forbidden, match="replay"):
+        memory.admit(stamp, "1", b"<xml>b</xml>", now=NOW + MAX_CLOCK_SKEW_SECONDS)
+    # A body trickled in past the window is refused at admission, whatever its signature check said.
+    with pytest.raises(Forbidden, match="stale"):
+        memory.admit(stamp, "1", b"<xml>b</xml>", now=NOW + MAX_CLOCK_SKEW_SECONDS + 1)
+    later = NOW + MAX_CLOCK_SKEW_SECONDS + REMEMBER_MARGIN_SECONDS + 1
+    memory.admit(str(later), "2", b"<xml>c</xml>", now=later)
+    assert len(memory) == 1  # the stale pair is forgotten
+
+
+def test_a_full_memory_refuses_new_pairs_and_forgets_none_of_the_fresh_ones() -> None:
+    memory = PushMemory(max_entries=2)
+    stamp = str(NOW)
+    memory.admit(stamp, "1", b"<xml>a</xml>", now=NOW)
+    memory.admit(stamp, "2", b"<xml>b</xml>", now=NOW)
+    with pytest.raises(Unavailable):
+        memory.admit(stamp, "3", b"<xml>c</xml>", now=NOW)
+    assert memory.admit(stamp, "1", b"<xml>a</xml>", now=NOW) is False  # retries still answered
+    with pytest.raises(Forbidden, match="replay"):  # and forgeries still recognised
+        memory.admit(stamp, "2", b"<xml>forged</xml>", now=NOW)
+    assert len(memory) == 2
+    later = NOW + MAX_CLOCK_SKEW_SECONDS + REMEMBER_MARGIN_SECONDS + 1
+    assert memory.admit(str(later), "3", b"<xml>c</xml>", now=later) is True
+    assert len(memory) == 1
+
+
+def test_a_nonce_of_any_length_costs_the_same() -> None:
+    memory = PushMemory()
+    memory.admit(str(NOW), "n" * 100_000, b"<xml/>", now=NOW)
+    with pytest.raises(Forbidden, match="replay"):
+        memory.admit(str(NOW), "n" * 100_000, b"<xml>other</xml>", now=NOW)
+    assert memory.admit(str(NOW), "n" * 99_999, b"<xml>other</xml>", now=NOW) is True
 
 
 # --- safe mode -------------------------------------------------------------------------------------
@@ -193,6 +255,38 @@ def test_malformed_or_foreign_xml_is_bad_input(document: bytes) -> None:
         parse_fields(document)
 
 
+@pytest.mark.parametrize("encoding", ["x-unknown", "gbk", "utf-7", "idna", "punycode", "rot13", "hex"])
+def test_an_encoding_declaration_is_ignored_utf_8_is_read(encoding: str) -> None:
+    # expat given bytes looked the named codec up: LookupError or ValueError, a 500.
+    document = f'<?xml version="1.0" encoding="{encoding}"?><xml><Content>订阅</Content></xml>'
+    assert parse_fields(document.encode()) == {"Content": "订阅"}
+
+
+def test_bytes_that_are_not_utf_8_are_bad_input_whatever_the_declaration() -> None:
+    for document in (
+        '<?xml version="1.0" encoding="gbk"?><xml><Content>订阅</Content></xml>'.encode("gbk"),
+        "<xml><Content>订阅</Content></xml>".encode("utf-16"),
+    ):
+        with pytest.raises(BadInput, match="UTF-8"):
+            parse_fields(document)
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        "<a>" * MAX_XML_ELEMENTS + "</a>" * MAX_XML_ELEMENTS,
+        "<a/>" * MAX_XML_ELEMENTS,
+        "<a><b/><b/></a>" * (MAX_XML_ELEMENTS // 3 + 1),
+    ],
+    ids=["deep", "wide", "both"],
+)
+def test_xml_with_more_elements_than_any_push_is_bad_input(inside: str) -> None:
+    document = f"<xml><MsgType>event</MsgType>{inside}</xml>".encode()
+    assert len(document) <= MAX_XML_BYTES
+    with pytest.raises(BadInput, match="elements"):
+        parse_fields(document)
+
+
 def test_xml_over_the_limit_is_refused_before_parsing() -> None:
     with pytest.raises(TooLarge):
         parse_fields(b"<xml><Content>" + b"x" * MAX_XML_BYTES + b"</Content></xml>")
@@ -218,6 +312,42 @@ def test_fields_and_messages() -> None:
     for broken in ({**fields, "CreateTime": "soon"}, {**fields, "FromUserName": ""}):
         with pytest.raises(BadInput):
             Message.from_fields(broken)
+
+
+PUSH = {
+    "ToUserName": "gh_1",
+    "FromUserName": "oUser",
+    "CreateTime": "1700000000",
+    "MsgType": "text",
+    "Content": "量化",
+    "MsgId": "123",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CreateTime", "9" * 5000),  # int() refuses over 4,300 digits with ValueError: was a 500
+        ("CreateTime", "1" * 13),
+        ("CreateTime", "-1700000000"),
+        ("CreateTime", "１７００００００００"),
+        ("FromUserName", "o" * 65),
+        ("FromUserName", "   "),
+        ("ToUserName", "g" * 65),
+        ("MsgType", "t" * 65),
+        ("MsgId", "7" * 5000),
+        ("Event", "e" * 65),
+    ],
+    ids=lambda value: value[:12],
+)
+def test_a_field_out_of_its_bounds_is_bad_input(name: str, value: str) -> None:
+    with pytest.raises(BadInput, match=name):
+        Message.from_fields({**PUSH, name: value})
+
+
+def test_a_long_text_is_cut_not_refused() -> None:
+    message = Message.from_fields({**PUSH, "Content": "量化" * 20_000})
+    assert message.content == ("量化" * 20_000)[:MAX_CONTENT_CHARS]
 
 
 def test_a_text_reply_stays_well_formed_whatever_the_text() -> None:
@@ -281,6 +411,20 @@ def test_the_search_reply_drops_items_to_fit_and_counts_them_as_more() -> None:
     tiny, shown = search_reply(result, offset=0, links=link, public_url=PUBLIC, max_bytes=200)
     assert (len(tiny.encode()) <= 200, shown) == (True, 1)
     assert "<a " not in tiny
+
+
+def test_more_is_offered_only_as_far_as_the_index_pages() -> None:
+    """The index serves no items past MAX_OFFSET, so the reply must not promise them: 5,000 results are
+    counted, the first MAX_OFFSET can be paged through."""
+    hits = tuple(_hit(number, f"量化论文{number}") for number in range(5))
+    result = SearchResult(query="量化", hits=hits, total=5000)
+
+    first, _ = search_reply(result, offset=0, links=lambda hit: hit.url, public_url=PUBLIC)
+    last, _ = search_reply(result, offset=MAX_OFFSET - 5, links=lambda hit: hit.url, public_url=PUBLIC)
+
+    assert first.startswith("『量化』共找到 5000 条")
+    assert f"还有 {MAX_OFFSET - 5} 条，发送『更多』" in first
+    assert "更多" not in last
 
 
 PUBLIC = "https://jianbao.example"

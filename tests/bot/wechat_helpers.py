@@ -48,7 +48,7 @@ def signed_query(
     *, token: str = TOKEN, timestamp: int | None = None, nonce: str | None = None, **extra: str
 ) -> dict[str, str]:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
-    nonce = nonce or str(secrets.randbelow(10**9))
+    nonce = nonce or str(secrets.randbelow(10**12))  # a repeat within a second would be refused as a replay
     return {"signature": sign(token, stamp, nonce), "timestamp": stamp, "nonce": nonce, **extra}
 
 
@@ -111,11 +111,11 @@ def decrypt(encrypted: str, *, aes_key: str = AES_KEY) -> tuple[str, str]:
 
 
 def encrypted_push(
-    message: str, *, token: str = TOKEN, timestamp: int | None = None
+    message: str, *, token: str = TOKEN, timestamp: int | None = None, nonce: str | None = None
 ) -> tuple[str, dict[str, str]]:
-    """The body and query string of `message` pushed in safe mode."""
+    """The body and query string of `message` pushed in safe mode (encrypted afresh at each call)."""
     encrypted = encrypt(message)
-    query = signed_query(token=token, timestamp=timestamp, encrypt_type="aes")
+    query = signed_query(token=token, timestamp=timestamp, nonce=nonce, encrypt_type="aes")
     query["msg_signature"] = sign(token, query["timestamp"], query["nonce"], encrypted)
     body = f"<xml><ToUserName>{_cdata(ACCOUNT)}</ToUserName><Encrypt>{_cdata(encrypted)}</Encrypt></xml>"
     return body, query
