@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,21 +13,35 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bot.app import SERVICES, Services
+from bot.csrf import FormGuard
+from bot.errors import route_template
 from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
 from channels.fitting import non_empty
 from content.errors import BadInput, NotFound
-from storage.search.results import CACHED_QUERY_CHARS
+from content.model import Issue
+from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, MAX_OFFSET
 
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
 TEMPLATES = web.AppKey("site_templates", Environment)
 # Encoded answers of GET /search, keyed by the index generation: popular words cost a dict lookup.
 SEARCH_BODIES = web.AppKey("search_bodies", dict[tuple[int, str, int, int], bytes])
 SEARCH_BODY_CACHE = 1024
+# The archive pages' tracking links (channel "web") are stored once per issue version and process, not on
+# every view: issue date -> the content hash whose links are stored. Only stored issues get here, so it
+# holds at most one entry per issue.
+WEB_LINKS_STORED = web.AppKey("web_links_stored", dict[dt.date, str])
+# /issues/{date} answers the one spelling its links use: fromisoformat alone would also take 20200702
+# and 2020-W27-4, the same page under other addresses.
+_ISSUE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A number in a query string: ASCII digits only (int() also takes "+5", " 5", "1_000" and "５"), and
+# few of them, so a 5,000-digit string costs nothing to refuse.
+_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 def setup(app: web.Application) -> None:
     app[SEARCH_BODIES] = {}
+    app[WEB_LINKS_STORED] = {}
     app[TEMPLATES] = Environment(
         loader=FileSystemLoader(SITE_TEMPLATES),
         autoescape=select_autoescape(["html", "xml", "j2"]),
@@ -39,6 +55,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/issues/{date}", issue_page)
     app.router.add_get("/feed.xml", feed)
     app.router.add_get("/search", search)
+    # The style sheet (and later other assets) as files, so the pages' CSP can forbid inline code.
+    app.router.add_static("/static/", SITE_TEMPLATES / "static")
 
 
 async def home(request: web.Request) -> web.Response:
@@ -50,7 +68,7 @@ async def _measure(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     started = time.perf_counter()
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unknown"
+    route = route_template(request)
     status = 500
     try:
         response = await handler(request)
@@ -100,18 +118,41 @@ async def archive(request: web.Request) -> web.Response:
 
 async def issue_page(request: web.Request) -> web.Response:
     services = _services(request)
-    try:
-        date = dt.date.fromisoformat(request.match_info["date"])
-    except ValueError:
-        raise NotFound(f"no issue dated {request.match_info['date'][:20]!r}") from None
+    date = _issue_date(request.match_info["date"])
     issue = await services.storage.issues.get(date)
     if issue is None:
         raise NotFound(f"no issue dated {date}")
     document = services.renderer.document(issue, "web")
+    await _remember_web_links(request, issue, document)
     signup = services.channel_status.get("email") == ""
+    # The sign-up form's CSRF field, and its cookie where the form is shown (bot/csrf.py).
+    form_token = FormGuard(services.settings.secret_key, services.settings.public_url).offer(request)
     template = request.app[TEMPLATES].get_template("issue.html.j2")
-    html = template.render(document=document, sections=_numbered(document), subscribe=signup)
-    return web.Response(text=html, content_type="text/html")
+    html = template.render(
+        document=document, sections=_numbered(document), subscribe=signup, csrf_field=form_token.field
+    )
+    response = web.Response(text=html, content_type="text/html")
+    if signup:
+        form_token.set_cookie(response)
+    return response
+
+
+def _issue_date(text: str) -> dt.date:
+    if _ISSUE_DATE.fullmatch(text):
+        with contextlib.suppress(ValueError):  # 2020-02-30, 0000-01-01
+            return dt.date.fromisoformat(text)
+    raise NotFound(f"no issue dated {text[:20]!r}")
+
+
+async def _remember_web_links(request: web.Request, issue: Issue, document: IssueDocument) -> None:
+    """Store the page's tracking links (with JIANBAO_TRACK_LINKS), so that its /r/ links redirect."""
+    stored = request.app[WEB_LINKS_STORED]
+    if stored.get(issue.date) == issue.content_hash:
+        return
+    tracked = [(link.token, link.original) for link in document.links if link.token]
+    if tracked:
+        await _services(request).links.remember("web", issue.date, tracked)
+    stored[issue.date] = issue.content_hash
 
 
 def _numbered(document: IssueDocument) -> list[tuple[int, object]]:
@@ -125,13 +166,10 @@ def _numbered(document: IssueDocument) -> list[tuple[int, object]]:
 async def search(request: web.Request) -> web.Response:
     """GET /search?q=量化&limit=10&offset=0: the keyword search as JSON (the archive's search box)."""
     services = _services(request)
-    try:
-        limit = int(request.query.get("limit", "10"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError:
-        raise BadInput("limit and offset must be whole numbers") from None
+    query = _single(request, "q") or ""
+    limit = _whole_number(request, "limit", default=10, low=1, high=MAX_LIMIT)
+    offset = _whole_number(request, "offset", default=0, low=0, high=MAX_OFFSET)
     services.metrics.searches.labels("web").inc()
-    query = request.query.get("q", "")
     bodies = request.app[SEARCH_BODIES]
     key = (services.search.generation, query, limit, offset)
     body = bodies.get(key)
@@ -143,6 +181,24 @@ async def search(request: web.Request) -> web.Response:
             if len(bodies) > SEARCH_BODY_CACHE:
                 bodies.pop(next(iter(bodies)))  # oldest first; entries of an old generation age out
     return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    """A query parameter given at most once (which of two values a client meant is anyone's guess)."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadInput(f"{name} must be given once, not {len(values)} times")
+    return values[0] if values else None
+
+
+def _whole_number(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    """A numeric query parameter within low..high: anything else is refused before it reaches the index."""
+    text = _single(request, name)
+    if text is None:
+        return default
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        raise BadInput(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
 
 
 async def feed(request: web.Request) -> web.Response:

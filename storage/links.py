@@ -1,8 +1,9 @@
 """The tracking links of sent issues: token -> original URL, and how often each was clicked.
 
 channels/links.py makes the tokens (an HMAC of channel, issue date and URL) when it renders an issue with
-click tracking on; whoever sends that rendering remembers its links here. /r/{token} redirects only to a
-URL remembered under that token, so the redirect can never be pointed anywhere else (no open redirect).
+click tracking on; whoever sends or shows that rendering (a broadcast, the archive page) remembers its
+links here. /r/{token} redirects only to a URL remembered under that token, so the redirect can never be
+pointed anywhere else (no open redirect).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from sqlmodel import col, select
 
 from content.errors import BadInput
 from storage.database import Database
-from storage.subscribers import CHANNELS
+from storage.subscribers import CHANNELS as SUBSCRIBER_CHANNELS
 from storage.tables import LinkRow, core_table
 
 # channels/links.py makes 16 characters of lowercase base32; anything unlike that is not looked up at all.
 _TOKEN = re.compile(r"[a-z2-7]{8,32}")
 _SCHEMES = ("http", "https")
+# The channels that send issues, and "web": the public archive pages, whose links are tracked too.
+CHANNELS = (*SUBSCRIBER_CHANNELS, "web")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,12 @@ class LinkStore:
         return None if link is None else link.url
 
     async def click(self, token: str) -> TrackedLink | None:
-        """Count one click on `token` and return its link (with the new count); None if unknown."""
-        if not _TOKEN.fullmatch(token):
+        """Count one click on `token` and return its link (with the new count); None if unknown.
+
+        An unknown token costs one read: /r/ is public, and a write transaction per guessed token would
+        queue every forged click behind SQLite's one write lock.
+        """
+        if await self.find(token) is None:
             return None
         async with self._database.session("write") as session, session.begin():
             # One statement: concurrent clicks each add one, none is lost.

@@ -30,7 +30,14 @@ from telegram.ext import (
 from bot.app import Services
 from bot.telegram import replies
 from bot.telegram.deeplinks import read_payload
-from bot.telegram.keyboard import MAX_OFFSET, PAGE_SIZE, RecentQueries, page_keyboard, read_page_data
+from bot.telegram.keyboard import (
+    MAX_OFFSET,
+    PAGE_SIZE,
+    RecentQueries,
+    page_keyboard,
+    read_offset,
+    read_page_data,
+)
 from channels.fitting import DoesNotFit
 from content.model import Issue
 from storage.search.results import MAX_LIMIT, SearchResult
@@ -171,8 +178,8 @@ class TelegramHandlers:
             button = InlineQueryResultsButton(text=replies.INLINE_HINT, start_parameter="help")
             await inline.answer([], button=button, cache_time=INLINE_CACHE_SECONDS)
             return
-        offset = int(inline.offset) if inline.offset.isascii() and inline.offset.isdigit() else 0
-        offset = min(offset, MAX_OFFSET)
+        # Our own next_offset comes back; anything else is forged and read as the first page.
+        offset = read_offset(inline.offset) or 0
         result = self._search(query, offset, limit=MAX_LIMIT)
         following = offset + len(result.hits)
         more = bool(result.hits) and following < result.total and following <= MAX_OFFSET

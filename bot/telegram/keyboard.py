@@ -22,7 +22,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 MAX_CALLBACK_DATA_BYTES = 64  # Bot API: InlineKeyboardButton.callback_data, 1-64 bytes
 PAGE_SIZE = 5
 # Paging stops here: nobody reads page 100, and a forged offset should not make the index walk far.
+# (At most storage.search.results.MAX_OFFSET, past which the index answers no items.)
 MAX_OFFSET = 500
+_OFFSET_DIGITS = len(str(MAX_OFFSET))
 RECENT_QUERIES = 4096
 PREVIOUS_PAGE = "« 上一页"
 NEXT_PAGE = "下一页 »"
@@ -79,15 +81,22 @@ def read_page_data(data: str, recent: RecentQueries) -> PageRequest | None:
     """What a pressed button asks for; None when the data is not ours or its query is forgotten."""
     kind, _, rest = data.partition(":")
     raw_offset, _, value = rest.partition(":")
-    if kind not in (_DIRECT, _KEYED) or not raw_offset.isascii() or not raw_offset.isdigit():
-        return None
-    offset = int(raw_offset)
-    if offset > MAX_OFFSET:
+    offset = read_offset(raw_offset)
+    if kind not in (_DIRECT, _KEYED) or offset is None:
         return None
     query = value if kind == _DIRECT else recent.get(value)
     if query is None:
         return None
     return PageRequest(query, offset)
+
+
+def read_offset(text: str) -> int | None:
+    """An offset a client sent back (callback data, an inline query's offset): 0..MAX_OFFSET in ASCII
+    digits, or None. The length is checked first, so a forged 5,000-digit offset is not even converted."""
+    if not 0 < len(text) <= _OFFSET_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    offset = int(text)
+    return offset if offset <= MAX_OFFSET else None
 
 
 def page_keyboard(

@@ -32,7 +32,7 @@ import tantivy
 
 from content.model import Issue, Item
 from storage.search.glossary import Glossary, Phrase
-from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, SearchHit, SearchResult
+from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, MAX_OFFSET, SearchHit, SearchResult
 from storage.search.text import TextAnalyzer, dictionary_version, plain_text
 
 # Field weights: a word in the title says more about an item than the same word in its summary, and a
@@ -218,9 +218,14 @@ class SearchIndex:
     # --- searching --------------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 10, offset: int = 0, *, cached: bool = True) -> SearchResult:
-        """The best items for `text`; `cached=False` skips the answer cache (the benchmark measures work)."""
+        """The best items for `text`; `cached=False` skips the answer cache (the benchmark measures work).
+
+        `limit` is brought within 1..MAX_LIMIT; an offset past MAX_OFFSET finds no items (the total is
+        still counted), as an offset past the last result does: whatever a caller passes, tantivy never
+        collects more than MAX_OFFSET + MAX_LIMIT items.
+        """
         limit = max(1, min(limit, MAX_LIMIT))
-        offset = max(0, offset)
+        offset = max(0, min(offset, MAX_OFFSET + 1))  # every offset past the bound answers the same
         key = (text, limit, offset)
         if not cached or len(text) > CACHED_QUERY_CHARS:
             return self._search(text, limit, offset)
@@ -245,10 +250,15 @@ class SearchIndex:
             return SearchResult(
                 query=text, hits=(), total=0, hint="请输入要查找的关键词，例如：量化、剪枝、NPU"
             )
+        beyond = offset > MAX_OFFSET
         found = self._searcher.search(
-            self._query(plan), limit=limit, offset=offset, count=True, weight_by_field="recency"
+            self._query(plan),
+            limit=1 if beyond else limit,
+            offset=0 if beyond else offset,
+            count=True,
+            weight_by_field="recency",
         )
-        hits = tuple(self._hit(score, address, plan.highlight) for score, address in found.hits)
+        hits = () if beyond else tuple(self._hit(score, at, plan.highlight) for score, at in found.hits)
         if not hits and offset == 0:
             hint = hint or "没有找到相关条目，换个说法试试，例如：量化、剪枝、编译器"
         total = found.count  # type: ignore[attr-defined]  # present at run time, missing from tantivy's stub

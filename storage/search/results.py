@@ -9,7 +9,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 CACHED_QUERY_CHARS = 256  # longer texts are not worth keeping (and would make the cache large)
-MAX_LIMIT = 50
+MAX_LIMIT = 50  # results per page: a page, not a dump of the index
+# The furthest a search pages. tantivy collects the best offset + limit items of a query in memory (it
+# sizes that buffer up front, so offset=10**10 asks for 160 GB and aborts the process), and no reader
+# pages past the 1,000th result of a keyword search: every caller, HTTP, bots and CLI, stops here.
+MAX_OFFSET = 1000
 
 
 @dataclass(frozen=True, slots=True)

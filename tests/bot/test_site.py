@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import create_app
+from bot.app import SERVICES, create_app
 from bot.settings import Settings
+from storage.search.results import MAX_LIMIT, MAX_OFFSET
+from tests.storage.recorded_sql import recorded_sql, writes
 
 
 @pytest.fixture
@@ -117,7 +122,131 @@ async def test_a_query_longer_than_a_request_line_is_refused_cleanly(
     assert "Traceback" not in await response.text()
 
 
-async def test_search_route_rejects_bad_numbers(demo_client: TestClient[object, object]) -> None:
-    response = await demo_client.get("/search", params={"q": "量化", "limit": "ten"})
+OFFSET_RANGE = f"offset must be a whole number from 0 to {MAX_OFFSET}\n"
+LIMIT_RANGE = f"limit must be a whole number from 1 to {MAX_LIMIT}\n"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        # 10**10 made tantivy allocate 160 GB (the process aborted); 2**63-1 overflowed inside it (a panic
+        # that dropped the connection past the error middleware).
+        ("offset=10000000000", OFFSET_RANGE),
+        ("offset=9223372036854775807", OFFSET_RANGE),
+        ("offset=" + "9" * 5000, OFFSET_RANGE),
+        (f"offset={MAX_OFFSET + 1}", OFFSET_RANGE),
+        ("offset=1e23", OFFSET_RANGE),
+        ("offset=2.5", OFFSET_RANGE),
+        ("offset=-5", OFFSET_RANGE),
+        ("offset=%2B5", OFFSET_RANGE),  # +5
+        ("offset=%205", OFFSET_RANGE),  # " 5"
+        ("offset=1_000", OFFSET_RANGE),
+        ("offset=%EF%BC%95", OFFSET_RANGE),  # a full-width ５, which int() reads as 5
+        ("offset=", OFFSET_RANGE),
+        ("limit=0", LIMIT_RANGE),
+        (f"limit={MAX_LIMIT + 1}", LIMIT_RANGE),
+        ("limit=ten", LIMIT_RANGE),
+        ("limit=-1", LIMIT_RANGE),
+        ("offset=0&offset=10", "offset must be given once, not 2 times\n"),
+        ("limit=5&limit=50", "limit must be given once, not 2 times\n"),
+        ("q=%E5%89%AA%E6%9E%9D", "q must be given once, not 2 times\n"),  # a second q, 剪枝
+    ],
+)
+async def test_search_refuses_numbers_out_of_range_with_one_line(
+    demo_client: TestClient[object, object], query: str, message: str
+) -> None:
+    response = await demo_client.get(f"/search?q=%E9%87%8F%E5%8C%96&{query}")  # q=量化
     assert response.status == 400
-    assert await response.text() == "limit and offset must be whole numbers\n"
+    assert await response.text() == message
+
+
+async def test_search_answers_at_its_bounds(demo_client: TestClient[object, object]) -> None:
+    widest = await demo_client.get("/search", params={"q": "量化", "limit": str(MAX_LIMIT)})
+    assert len((await widest.json())["results"]) == MAX_LIMIT
+    furthest = await demo_client.get("/search", params={"q": "量化", "offset": str(MAX_OFFSET)})
+    data = await furthest.json()
+    assert (furthest.status, data["results"], data["total"] > 0) == (200, [], True)
+    padded = await demo_client.get("/search", params={"q": "量化", "limit": "003", "offset": "0"})
+    assert len((await padded.json())["results"]) == 3
+
+
+@pytest.mark.parametrize(
+    "date", ["99999-01-01", "20200702", "2020-W27-4", "2020-07-02T00:00", "0000-01-01", "2020-02-30"]
+)
+async def test_an_issue_page_has_one_address(demo_client: TestClient[object, object], date: str) -> None:
+    """Only YYYY-MM-DD: fromisoformat alone served 2020-07-02 also as /issues/20200702 and 2020-W27-4."""
+    response = await demo_client.get(f"/issues/{date}")
+    assert response.status == 404
+    assert await response.text() == f"no issue dated {date!r}\n"
+
+
+# --- tracking links on the archive pages ------------------------------------------------------------
+
+PUBLIC = "https://jb.example"
+TRACKED_ISSUE = "2020-07-02"
+_HREF = re.compile(r'href="([^"]+)"')
+
+
+async def _issue_page_links(settings: Settings) -> list[str]:
+    async with TestClient(TestServer(create_app(settings))) as client:
+        response = await client.get(f"/issues/{TRACKED_ISSUE}")
+        assert response.status == 200
+        return _HREF.findall(await response.text())
+
+
+@pytest.fixture
+async def tracking_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TestClient[object, object], dict[str, str]]]:
+    """The demo with click tracking on, and the original URL each /r/ link on the issue page stands for
+    (read from the same page rendered with tracking off: the same links in the same order)."""
+    monkeypatch.chdir(tmp_path)
+    untracked = await _issue_page_links(Settings(public_url=PUBLIC))
+    tracking = Settings(public_url=PUBLIC, track_links=True, secret_key="a test secret key for tokens")
+    async with TestClient(TestServer(create_app(tracking))) as client:
+        response = await client.get(f"/issues/{TRACKED_ISSUE}")
+        tracked = _HREF.findall(await response.text())
+        assert len(tracked) == len(untracked)
+        originals = {
+            shown.removeprefix(f"{PUBLIC}/r/"): original
+            for shown, original in zip(tracked, untracked, strict=True)
+            if shown.startswith(f"{PUBLIC}/r/")
+        }
+        yield client, originals
+
+
+async def test_every_tracked_link_on_an_issue_page_redirects_to_its_url(
+    tracking_client: tuple[TestClient[object, object], dict[str, str]],
+) -> None:
+    client, originals = tracking_client
+    assert len(originals) > 20
+    for token, original in originals.items():
+        response = await client.get(f"/r/{token}", allow_redirects=False)
+        assert response.status == 302, original
+        assert response.headers["Location"] == original
+    links = client.app[SERVICES].links
+    assert {(await links.find(token)).channel for token in originals} == {"web"}  # type: ignore[union-attr]
+
+
+async def test_an_issue_page_stores_its_links_once(
+    tracking_client: tuple[TestClient[object, object], dict[str, str]],
+) -> None:
+    client, _ = tracking_client
+    with recorded_sql(client.app[SERVICES].storage.database) as statements:
+        assert (await client.get(f"/issues/{TRACKED_ISSUE}")).status == 200
+    assert writes(statements) == []
+
+
+async def test_an_unknown_tracking_token_is_a_404_without_a_write(
+    tracking_client: tuple[TestClient[object, object], dict[str, str]],
+) -> None:
+    """While another connection holds SQLite's write lock, /r/ of a token never stored still answers at
+    once: it only reads (it took the write lock, and waited out the 30 s busy timeout, before)."""
+    client, originals = tracking_client
+    with closing(sqlite3.connect("var/jianbao.db", isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        response = await client.get("/r/aaaaaaaaaaaaaaaa", allow_redirects=False)
+        assert (response.status, await response.text()) == (404, "unknown link\n")
+        other.execute("ROLLBACK")
+    known = next(iter(originals))
+    assert (await client.get(f"/r/{known}", allow_redirects=False)).status == 302

@@ -318,6 +318,20 @@ async def test_inline_query_answers_up_to_50_articles_and_pages_on(
     assert service.fake.errors == []
 
 
+@pytest.mark.parametrize("offset", ["9" * 5000, "99999", "５", "+5", "1e3"])
+async def test_a_forged_inline_offset_is_read_as_the_first_page(
+    service: TelegramService, reader: int, offset: str
+) -> None:
+    """Only offsets we handed out come back from Telegram; a forged one (a 5,000-digit number made int()
+    raise, and the inline query went unanswered) gets the first page."""
+    await service.post(inline_update(reader, "量化"))
+    first = service.fake.calls("answerInlineQuery")[-1]
+    await service.post(inline_update(reader, "量化", offset=offset))
+    answer = service.fake.calls("answerInlineQuery")[-1]
+    assert answer is not first
+    assert (answer["results"], answer["next_offset"]) == (first["results"], first["next_offset"])
+
+
 # --- a reader who blocked the bot, flood control -----------------------------------------------------
 
 

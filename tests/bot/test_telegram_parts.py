@@ -21,6 +21,7 @@ from bot.telegram.keyboard import (
     RecentQueries,
     page_data,
     page_keyboard,
+    read_offset,
     read_page_data,
 )
 from bot.telegram.replies import (
@@ -32,6 +33,7 @@ from bot.telegram.replies import (
     search_html,
     welcome_html,
 )
+from storage.search.results import MAX_OFFSET as SEARCH_MAX_OFFSET
 from storage.search.results import SearchHit, SearchResult
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, fake_telegram
 from tests.fakes.telegram_html import EntityError, parse_html
@@ -66,6 +68,14 @@ def test_page_data_always_fits_and_reads_back(query: str, offset: int) -> None:
     data = page_data(query, offset, recent)
     assert 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES
     assert read_page_data(data, recent) == PageRequest(query, offset)
+
+
+def test_offsets_from_clients_are_read_within_the_bound() -> None:
+    assert MAX_OFFSET <= SEARCH_MAX_OFFSET  # past the index's bound every page would come back empty
+    assert [read_offset(text) for text in ("0", "5", str(MAX_OFFSET), "005")] == [0, 5, MAX_OFFSET, 5]
+    for forged in ("", str(MAX_OFFSET + 1), "9" * 5000, "-1", "+5", " 5", "1_0", "５", "1e3", "٣"):
+        assert read_offset(forged) is None, forged[:10]
+    assert read_page_data("s:" + "9" * 5000 + ":量化", RecentQueries()) is None
 
 
 def test_a_forgotten_key_or_forged_data_reads_as_nothing() -> None:

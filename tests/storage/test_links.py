@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +12,7 @@ from channels.links import LinkPolicy, LinkRewriter, tracking_token
 from content.errors import BadInput
 from storage.database import Database
 from storage.links import LinkStore, TrackedLink
+from tests.storage.recorded_sql import recorded_sql, selects, writes
 
 DAY = dt.date(2021, 7, 18)
 SECRET = b"test secret key"
@@ -100,3 +104,40 @@ async def test_remember_refuses_what_must_never_be_a_redirect_target(
     with pytest.raises(BadInput):
         await links.remember(channel, DAY, [(token, url)])
     assert await links.resolve(token) is None
+
+
+async def test_an_unknown_token_costs_a_read_not_a_write(db: Database, links: LinkStore) -> None:
+    known = token_of(URL)
+    await links.remember("telegram", DAY, [(known, URL)])
+
+    with recorded_sql(db) as unknown:
+        assert await links.click(token_of("https://never.example/")) is None
+    with recorded_sql(db) as clicked:
+        assert await links.click(known) == TrackedLink(known, "telegram", DAY, URL, 1)
+
+    assert writes(unknown) == []
+    assert "BEGIN IMMEDIATE" not in unknown
+    assert len(selects(unknown)) == 1
+    assert [statement.split()[0] for statement in writes(clicked)] == ["UPDATE"]
+
+
+async def test_an_unknown_token_is_answered_while_another_process_writes(tmp_path: Path) -> None:
+    """SQLite has one write lock: /r/ of a made-up token must not queue for it (it did, for the 30 s busy
+    timeout, and then failed)."""
+    path = tmp_path / "links.db"
+    async with Database(f"sqlite:///{path}") as database:
+        await database.migrate()
+        links = LinkStore(database)
+        await links.remember("email", DAY, [(token_of(URL, "email"), URL)])
+        with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+            writer.execute("BEGIN IMMEDIATE")
+            assert await links.click(token_of("https://never.example/")) is None
+            assert await links.find(token_of(URL, "email")) is not None
+            writer.execute("ROLLBACK")
+
+
+async def test_the_archive_pages_links_are_remembered_on_channel_web(links: LinkStore) -> None:
+    token = token_of(URL, "web")
+    await links.remember("web", DAY, [(token, URL)])
+
+    assert await links.click(token) == TrackedLink(token, "web", DAY, URL, 1)

@@ -10,7 +10,7 @@ import tantivy
 
 from content.model import Issue, Item, Section
 from storage.search.index import MAX_QUERY_CHARS, SearchIndex, freshness
-from storage.search.results import MAX_LIMIT
+from storage.search.results import MAX_LIMIT, MAX_OFFSET
 from storage.search.text import TextAnalyzer
 
 
@@ -129,6 +129,18 @@ def test_paging(demo_index: SearchIndex) -> None:
         f"{hit.date}/{hit.section}/{hit.position}" for hit in (*first.hits, *second.hits)
     ]
     assert len(demo_index.search("量化", limit=500).hits) == MAX_LIMIT
+
+
+def test_paging_stops_at_max_offset(analyzer: TextAnalyzer) -> None:
+    """tantivy sizes its collector by offset + limit up front: 10**10 asked it for 160 GB (the process
+    aborted), 2**63 - 1 overflowed (a panic). Past MAX_OFFSET no items are collected, only counted."""
+    items = [Item(number, title=f"剪枝方法 {number}") for number in range(1, MAX_OFFSET + 31)]
+    index = small_index(analyzer, *items)
+    assert len(index.search("剪枝", limit=MAX_LIMIT, offset=MAX_OFFSET).hits) == 30
+    for offset in (MAX_OFFSET + 1, 10**10, 2**63 - 1, 2**64 + 1):
+        result = index.search("剪枝", limit=MAX_LIMIT, offset=offset)
+        assert (result.hits, result.total) == ((), MAX_OFFSET + 30)
+    assert index.search("剪枝", offset=10**10) is index.search("剪枝", offset=MAX_OFFSET + 1)  # one entry
 
 
 def test_snippet_shows_the_matched_word(demo_index: SearchIndex) -> None:
