@@ -1,15 +1,23 @@
 """Email sign-up and leaving, and the click-tracking redirect.
 
-    POST /subscribe             form field email (and optional topics): a PENDING subscriber and a
-                                confirmation mail (double opt-in)
-    GET  /confirm/{token}       the link of that mail: PENDING -> ACTIVE
-    GET  /unsubscribe/{token}   a page with a button; changes nothing, because mail scanners fetch links
+    POST /subscribe             form field email (and optional topics) from an issue page, with its
+                                CSRF token (bot/csrf.py): a PENDING subscriber and a confirmation mail
+                                (double opt-in), within hourly caps (bot/signup_caps.py)
+    GET  /confirm/{token}       the link of that mail: a page with a button; changes nothing, because
+                                mail scanners fetch links (HEAD too)
+    POST /confirm/{token}       the button: PENDING -> ACTIVE
+    GET  /unsubscribe/{token}   a page with a button; changes nothing, for the same reason
     POST /unsubscribe/{token}   RFC 8058 one-click unsubscribe: 200 with a short text, never a redirect
     GET  /r/{token}             302 to the URL remembered for a tracking token, counted; 404 otherwise
 
 The sign-up answer is the same page whatever the address's state, and the mail leaves from a background
-queue, so neither the page nor its timing tells whether an address is subscribed. Logs name subscribers
-by id, never by address.
+queue, so neither the page nor its timing tells whether an address is subscribed. Every refusal (403
+without the form's token, 429 over a cap, 503 when no mail can go out now) is decided before anything
+is written, and the same for every address: a refused sign-up stores nothing and tells nothing. Logs
+name subscribers by id, never by address, and never hold a token.
+
+Sign-ups never confirmed are deleted once their link has expired (hourly, and at start), so a flood of
+sign-ups leaves no rows behind.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import quote, urlsplit
@@ -27,35 +37,72 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from bot.app import SERVICES, Services
+from bot.csrf import CsrfRefused, FormGuard
+from bot.signup_caps import SignupCaps
 from bot.site import TEMPLATES
-from bot.tokens import BadToken, Purpose, SubscriberTokens
-from channels.mailer import Mailer
-from content.errors import BadInput, NotFound, Unavailable
+from bot.tokens import CLOCK_SKEW, CONFIRM_LIFETIME, BadToken, Purpose, SubscriberTokens
+from channels.mailer import Mailer, MailRefused
+from content.errors import BadInput, NotFound, TooManyRequests, Unavailable
 from storage.subscribers import Subscriber, SubscriberStatus, check_address, normalise_topics
 
 log = logging.getLogger(__name__)
 
 # One confirmation mail per address per window: the form cannot be used to flood someone's inbox.
 CONFIRMATION_INTERVAL_SECONDS = 600.0
-# Confirmation mails waiting to be sent; beyond this the form is being abused and new ones are dropped.
+# Confirmation mails waiting to be sent; beyond this sign-ups are refused (503) until it empties.
 OUTBOX_SIZE = 1000
+# After the mail server could not be reached, sign-ups are refused (503) for this long rather than
+# promised a mail that cannot leave; then the next one tries again.
+MAILER_DOWN_SECONDS = 60.0
+# What a refusal for a full outbox asks the client to wait.
+OUTBOX_RETRY_SECONDS = 60
+# Unconfirmed sign-ups are deleted this often; a link is dated a moment after its row (and another
+# worker's clock may differ), so a row goes only CLOCK_SKEW after its link has expired.
+PURGE_EVERY_SECONDS = 3600.0
+UNCONFIRMED_LIFETIME = CONFIRM_LIFETIME + CLOCK_SKEW
 # On shutdown, how long queued mails get to leave before they are given up.
 DRAIN_SECONDS = 10.0
 _SIGN_UP_PAGE = (
     "请查收邮件",
-    "如果这个地址还没有订阅，我们刚发出一封确认邮件：点开其中的链接即完成订阅（7 天内有效）。",
+    "如果这个地址还没有订阅，我们刚发出一封确认邮件：点开其中的链接，"
+    "再按页面上的按钮即完成订阅（7 天内有效）。",
     "没有收到？请看看垃圾邮件文件夹，或过几分钟再试。",
 )
 
 
+class MailNotSent(Unavailable):
+    """No confirmation mail can be queued now: the outbox is full or the mail server is down."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class PageForm:
+    """The one button of a sign-up page: a POST to `action`."""
+
+    action: str
+    label: str
+    hidden: tuple[tuple[str, str], ...] = ()
+
+
 class EmailSignup:
-    """The sign-up machinery of one app: token signer, mailer and its outbox."""
+    """The sign-up machinery of one app: token signer, form guard, caps, mailer and its outbox."""
 
     def __init__(self, services: Services, mailer: Mailer | None) -> None:
-        self.tokens = SubscriberTokens(services.settings.secret_key)
+        settings = services.settings
+        self.tokens = SubscriberTokens(settings.secret_key)
+        self.forms = FormGuard(settings.secret_key, settings.public_url)
+        self.caps = SignupCaps(
+            per_client=settings.signup_mails_per_client, per_hour=settings.signup_mails_per_hour
+        )
         self.mailer = mailer
-        self._settings = services.settings
-        self._outbox: asyncio.Queue[tuple[int, EmailMessage]] = asyncio.Queue(OUTBOX_SIZE)
+        self._settings = settings
+        # Unbounded as a queue, bounded by admission: a place is reserved before anything is written.
+        self._outbox: asyncio.Queue[tuple[int, EmailMessage]] = asyncio.Queue()
+        self._reserved = 0
+        self._mailer_down_until = 0.0  # time.monotonic() until which sign-ups get 503
         self._last_sent: dict[int, float] = {}  # subscriber id -> time.monotonic() of its last mail
 
     @property
@@ -69,17 +116,36 @@ class EmailSignup:
         """For the List-Unsubscribe header and footer of newsletter mail (EmailTemplate.personalize)."""
         return f"{self.public_url}/unsubscribe/{self.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)}"
 
+    @contextlib.contextmanager
+    def admission(self, remote: str | None, address: str) -> Iterator[None]:
+        """Let one sign-up through, with a place in the outbox for its mail while the block runs, or
+        refuse it before anything is written: MailNotSent (503) when no mail can go out now, else
+        TooManyRequests (429) over a cap. The same for every address, whatever its state."""
+        moment = time.monotonic()
+        if moment < self._mailer_down_until:
+            raise MailNotSent(
+                "the mail server cannot be reached", math.ceil(self._mailer_down_until - moment)
+            )
+        if self._outbox.qsize() + self._reserved >= OUTBOX_SIZE:
+            raise MailNotSent("too many confirmation mails are waiting", OUTBOX_RETRY_SECONDS)
+        refusal = self.caps.admit(remote, address)
+        if refusal is not None:
+            log.debug("sign-up refused: %s cap reached", refusal.cap)  # a flood must not flood the log
+            raise TooManyRequests(f"too many sign-ups ({refusal.cap})", refusal.retry_after)
+        self._reserved += 1
+        try:
+            yield
+        finally:
+            self._reserved -= 1
+
     def queue_confirmation(self, subscriber: Subscriber, now: dt.datetime) -> None:
+        """Within `admission`, which keeps a place in the outbox for it."""
         last = self._last_sent.get(subscriber.id)
         moment = time.monotonic()
         if last is not None and moment - last < CONFIRMATION_INTERVAL_SECONDS:
             log.info("subscriber %d: confirmation mail sent recently, not again", subscriber.id)
             return
-        try:
-            self._outbox.put_nowait((subscriber.id, self._confirmation(subscriber, now)))
-        except asyncio.QueueFull:
-            log.warning("subscriber %d: outbox full, confirmation mail dropped", subscriber.id)
-            return
+        self._outbox.put_nowait((subscriber.id, self._confirmation(subscriber, now)))
         self._last_sent = {
             key: at for key, at in self._last_sent.items() if moment - at < CONFIRMATION_INTERVAL_SECONDS
         }
@@ -96,10 +162,15 @@ class EmailSignup:
             subscriber_id, message = await self._outbox.get()
             try:
                 await self.mailer.send(message)
+                self._mailer_down_until = 0.0
                 log.info("subscriber %d: confirmation mail sent", subscriber_id)
-            except Unavailable as error:
+            except MailRefused as error:  # this recipient, not the server: others may still go
                 # Let them ask again at once rather than wait out the interval for a mail that never left.
                 self._last_sent.pop(subscriber_id, None)
+                log.warning("subscriber %d: confirmation mail refused: %s", subscriber_id, error.message)
+            except Unavailable as error:
+                self._last_sent.pop(subscriber_id, None)
+                self._mailer_down_until = time.monotonic() + MAILER_DOWN_SECONDS
                 log.warning("subscriber %d: confirmation mail not sent: %s", subscriber_id, error.message)
             except Exception:  # a bug must not stop every later mail: log it and carry on
                 self._last_sent.pop(subscriber_id, None)
@@ -123,7 +194,8 @@ class EmailSignup:
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
         message.set_content(
             "你好！\n\n"
-            "有人（希望是你）用这个邮箱地址订阅了嵌入式AI简报。请打开下面的链接确认订阅，7 天内有效：\n\n"
+            "有人（希望是你）用这个邮箱地址订阅了嵌入式AI简报。请打开下面的链接，按页面上的按钮确认订阅，"
+            "7 天内有效：\n\n"
             f"{link}\n\n"
             "如果不是你本人的操作，忽略这封邮件即可：不确认就不会收到任何简报。\n"
         )
@@ -136,7 +208,8 @@ SIGNUP = web.AppKey("email_signup", EmailSignup)
 def setup(app: web.Application) -> None:
     """Add this feature's routes and its own start/stop steps to the app."""
     app.router.add_post("/subscribe", subscribe)
-    app.router.add_get("/confirm/{token}", confirm)
+    app.router.add_get("/confirm/{token}", confirm_page)  # and HEAD, which changes nothing either
+    app.router.add_post("/confirm/{token}", confirm)
     app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
     app.router.add_get("/r/{token}", redirect)
@@ -148,18 +221,36 @@ async def _signup_context(app: web.Application) -> AsyncIterator[None]:
     mailer = _mailer(services)
     signup = EmailSignup(services, mailer)
     app[SIGNUP] = signup
-    if mailer is None:
-        yield
-        return
-    sender = asyncio.create_task(signup.deliver())
+    await _purge_unconfirmed(services)  # sign-ups left from before a restart go now, not in an hour
+    tasks = [asyncio.create_task(_keep_purging(services))]
+    if mailer is not None:
+        tasks.append(asyncio.create_task(signup.deliver()))
     try:
         yield
     finally:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(signup.drain(), DRAIN_SECONDS)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        if mailer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signup.drain(), DRAIN_SECONDS)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _keep_purging(services: Services) -> None:
+    while True:
+        await asyncio.sleep(PURGE_EVERY_SECONDS)
+        await _purge_unconfirmed(services)
+
+
+async def _purge_unconfirmed(services: Services) -> None:
+    try:
+        purged = await services.subscribers.purge_unconfirmed(UNCONFIRMED_LIFETIME)
+    except Exception as error:  # the database is briefly unreachable (or a bug): the next round tries again
+        log.warning("purging expired sign-ups failed (%s); retrying later", type(error).__name__)
+        return
+    if purged:
+        log.info("purged %d sign-ups never confirmed", purged)
 
 
 def _mailer(services: Services) -> Mailer | None:
@@ -185,13 +276,14 @@ def _page(
     *lines: str,
     status: int = 200,
     link: tuple[str, str] | None = None,
-    action: str = "",
+    form: PageForm | None = None,
+    retry_after: float | None = None,
 ) -> web.Response:
-    """A page of the sign-up pages: a title, lines of text, a link, and the unsubscribe button when
-    `action` is its form's target."""
+    """A page of the sign-up pages: a title, lines of text, a link, and a button."""
     template = request.app[TEMPLATES].get_template("subscription.html.j2")
-    html = template.render(title=title, lines=lines, link=link, unsubscribe_action=action)
-    return web.Response(text=html, content_type="text/html", status=status)
+    html = template.render(title=title, lines=lines, link=link, form=form)
+    headers = {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return web.Response(text=html, content_type="text/html", status=status, headers=headers)
 
 
 async def subscribe(request: web.Request) -> web.Response:
@@ -199,34 +291,85 @@ async def subscribe(request: web.Request) -> web.Response:
     if signup.mailer is None:
         raise NotFound("email sign-up is not offered here")
     try:
-        form = await request.post()  # over the app's body limit: 413 before anything is parsed
-    except ValueError:
-        raise BadInput("the sign-up form could not be read") from None
+        signup.forms.check_origin(request)  # before reading a body that is refused anyway
+        try:
+            form = await request.post()  # over the app's body limit: 413 before anything is parsed
+        except ValueError:
+            raise BadInput("the sign-up form could not be read") from None
+        signup.forms.check(request, form)
+    except CsrfRefused:
+        return _page(
+            request,
+            "请刷新页面",
+            "这个订阅表单已过期，或不是从本站的页面提交的。",
+            "请刷新页面，再提交一次。",
+            status=CsrfRefused.status,
+        )
     email = form.get("email")
     if not isinstance(email, str) or not email.strip(" "):
         raise BadInput("the form needs an email address")
     address = check_address("email", email)
     topics = normalise_topics([value for value in form.getall("topics", []) if isinstance(value, str)])
-    subscriber, _ = await services.subscribers.subscribe("email", address, topics=topics, confirmed=False)
-    if subscriber.status == SubscriberStatus.PENDING:
-        signup.queue_confirmation(subscriber, _now())
+    try:
+        with signup.admission(request.remote, address):
+            subscriber, _ = await services.subscribers.subscribe(
+                "email", address, topics=topics, confirmed=False
+            )
+            if subscriber.status == SubscriberStatus.PENDING:
+                signup.queue_confirmation(subscriber, _now())
+    except MailNotSent as error:
+        return _page(
+            request,
+            "暂时无法发送确认邮件",
+            "暂时无法发送确认邮件，请稍后再试。",
+            "这次提交没有保存：请过几分钟重新填写订阅表单。",
+            status=error.status,
+            retry_after=error.retry_after,
+        )
+    except TooManyRequests as error:
+        return _page(
+            request,
+            "请稍后再试",
+            "这一小时内的订阅请求太多了，请稍后再试。",
+            f"这次提交没有保存：请约 {math.ceil(error.retry_after / 60)} 分钟后重新填写订阅表单。",
+            status=error.status,
+            retry_after=error.retry_after,
+        )
     # An ACTIVE address gets nothing new, and the same page: the form tells nobody who has subscribed.
     return _page(request, *_SIGN_UP_PAGE)
 
 
+async def confirm_page(request: web.Request) -> web.Response:
+    """What a reader, and any scanner of their mail, sees on opening the link: nothing changes here."""
+    try:
+        subscriber = await _subscriber(request, Purpose.CONFIRM, _now())
+    except BadToken as error:
+        return _bad_confirmation_link(request, error)
+    masked = _masked(subscriber.address)
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return _page(request, "已经订阅", f"{masked} 已经订阅，将收到以后的每一期嵌入式AI简报。")
+    if subscriber.status != SubscriberStatus.PENDING:
+        return _gone_confirmation_link(request)
+    return _page(
+        request,
+        "确认订阅嵌入式AI简报",
+        f"按下面的按钮，{masked} 即订阅嵌入式AI简报。",
+        "如果不是你本人的操作，关掉这个页面即可。",
+        form=PageForm(request.path, "确认订阅"),
+    )
+
+
 async def confirm(request: web.Request) -> web.Response:
+    # The token is the only credential, as for unsubscribing; the (empty) body is not read.
     services, signup = request.app[SERVICES], request.app[SIGNUP]
     now = _now()
     try:
         subscriber = await _subscriber(request, Purpose.CONFIRM, now)
     except BadToken as error:
-        hint = "确认链接 7 天内有效，请重新订阅。" if "expired" in error.message else "请检查链接是否完整。"
-        return _page(request, "链接无效", f"这个确认链接无法使用（{error.message}）。", hint, status=400)
+        return _bad_confirmation_link(request, error)
     confirmed = await services.subscribers.confirm(subscriber.channel, subscriber.address)
     if confirmed is None:
-        return _page(
-            request, "链接已失效", "这个地址已经退订；如需再次订阅，请重新填写订阅表单。", status=400
-        )
+        return _gone_confirmation_link(request)
     signup.confirmed(confirmed.id)
     log.info("subscriber %d: confirmed", confirmed.id)
     return _page(
@@ -235,6 +378,15 @@ async def confirm(request: web.Request) -> web.Response:
         f"{_masked(confirmed.address)} 将收到以后的每一期嵌入式AI简报。",
         link=("改变主意了？随时可以退订", signup.unsubscribe_url(confirmed, now)),
     )
+
+
+def _bad_confirmation_link(request: web.Request, error: BadToken) -> web.Response:
+    hint = "确认链接 7 天内有效，请重新订阅。" if "expired" in error.message else "请检查链接是否完整。"
+    return _page(request, "链接无效", f"这个确认链接无法使用（{error.message}）。", hint, status=400)
+
+
+def _gone_confirmation_link(request: web.Request) -> web.Response:
+    return _page(request, "链接已失效", "这个地址已经退订；如需再次订阅，请重新填写订阅表单。", status=400)
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
@@ -248,7 +400,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         request,
         "退订嵌入式AI简报",
         f"退订后 {_masked(subscriber.address)} 将不再收到简报。",
-        action=request.path,
+        form=PageForm(request.path, "确认退订", (("List-Unsubscribe", "One-Click"),)),
     )
 
 

@@ -42,8 +42,10 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
+# A sign-up never confirmed is deleted once its link has expired (bot/subscriptions.py).
+CONFIRM_LIFETIME = dt.timedelta(days=7)
 LIFETIMES: dict[Purpose, dt.timedelta | None] = {
-    Purpose.CONFIRM: dt.timedelta(days=7),
+    Purpose.CONFIRM: CONFIRM_LIFETIME,
     Purpose.UNSUBSCRIBE: None,
 }
 

@@ -2,8 +2,13 @@
 
 A subscriber is (channel, address): an email address, a Telegram chat id or a WeChat openid. The address is
 kept as given; two spellings of one email address (Reader@Example.com, reader@example.com) are the same
-subscriber because the unique key is on a normalised copy. Rows are never deleted by the store: leaving
-is a status with a time (left_at), so a later sign-up, a bounce report or an export knows the history.
+subscriber because the unique key is on a normalised copy. Leaving is a status with a time (left_at), so a
+later sign-up, a bounce report or an export knows the history. The one row the store deletes is an email
+sign-up never confirmed whose link has expired (`purge_unconfirmed`): it is nobody's history, and
+anyone can make such rows by filling in the form.
+
+For an email sign-up, `last_seen_at` is when the address last asked to join: the confirmation link the
+last sign-up mailed is dated from it (for WeChat it is the last message, which opens the reply window).
 
 `check_address` and `normalise_topics` are the input rules of the command line and the sign-up form.
 """
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -229,6 +234,22 @@ class SubscriberStore:
                 outcomes += await self._import_batch(batch)
         return outcomes
 
+    async def purge_unconfirmed(self, older_than: dt.timedelta) -> int:
+        """Delete the email sign-ups never confirmed whose last sign-up is more than `older_than` ago (the
+        lifetime of the link it mailed): PENDING rows with no confirmed_at. A reader who had been ACTIVE
+        and signed up again keeps their row, whatever its status. Returns how many rows went."""
+        cutoff = self._clock() - older_than
+        last_sign_up = func.coalesce(col(SubscriberRow.last_seen_at), col(SubscriberRow.created_at))
+        statement = delete(SubscriberRow).where(
+            col(SubscriberRow.channel) == "email",
+            col(SubscriberRow.status) == SubscriberStatus.PENDING,
+            col(SubscriberRow.confirmed_at).is_(None),
+            last_sign_up < cutoff,
+        )
+        async with self._database.session("write") as session, session.begin():
+            result = await session.exec(statement.execution_options(synchronize_session=False))
+            return int(result.rowcount)
+
     async def get(self, channel: str, address: str) -> Subscriber | None:
         key = _checked_key(channel, address)
         async with self._database.session() as session:
@@ -286,9 +307,15 @@ class SubscriberStore:
                 values: dict[str, Any] = {"status": status, "left_at": None}
                 if confirmed:
                     values["confirmed_at"] = now
+                else:
+                    values["last_seen_at"] = now  # the sign-up its confirmation link dates from
                 if topics:
                     values["topics"] = list(topics)
                 await self._update(session, channel, key, values)
+            elif row.status == SubscriberStatus.PENDING:
+                # Asked again: a new confirmation link may go out, so the row must outlive it too.
+                await self._update(session, channel, key, {"last_seen_at": now})
+                return _subscriber(row), False
             else:
                 return _subscriber(row), False
             found = await _find(session, channel, key)

@@ -1,7 +1,8 @@
 """Email sign-up over HTTP as a reader's browser and their mail provider do it, with a real SMTP server.
 
-POST /subscribe -> a real mail arrives at aiosmtpd -> its confirmation link -> ACTIVE -> the RFC 8058
-one-click POST -> UNSUBSCRIBED; and every way in which a client may send something wrong or hostile.
+POST /subscribe -> a real mail arrives at aiosmtpd -> its confirmation link -> the page's button -> ACTIVE
+-> the RFC 8058 one-click POST -> UNSUBSCRIBED; and every way in which a client may send something wrong
+or hostile. Scanners, caps, CSRF and purging are in test_signup_abuse.py.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ import datetime as dt
 import io
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, FormData
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import SERVICES, Services, create_app
+from bot.csrf import FIELD
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP
 from bot.tokens import Purpose, SubscriberTokens
@@ -28,55 +28,18 @@ from channels.mailer import Mailer, MailRefused, SmtpServer
 from content.errors import BadInput, Unavailable
 from content.parser import parse_issue
 from content.source import decode_issue
-from storage.subscribers import Subscriber, SubscriberStatus
+from storage.subscribers import SubscriberStatus
 from tests.bot.helpers import minimal_issue, sqlite_url
-from tests.fakes.smtp import FakeSmtp, free_port, running_fake_smtp
+from tests.bot.signup_helpers import CONFIRM_LINK, DAY, READER, SECRET_KEY, Service, running_signup
+from tests.fakes.smtp import free_port, running_fake_smtp
 
-SECRET_KEY = "subscription-tests-secret-key-0123456789"
-READER = "Reader.Name@Example.com"
-DAY = dt.date(2021, 7, 18)
 ARTICLE = "https://arxiv.org/abs/2106.08295"
-CONFIRM_LINK = re.compile(r"http://127\.0\.0\.1:\d+/confirm/[A-Za-z0-9_-]+")
-
-
-@dataclass
-class Service:
-    client: TestClient[Any, Any]
-    smtp: FakeSmtp
-    public_url: str
-
-    @property
-    def services(self) -> Services:
-        services: Services = self.client.app[SERVICES]
-        return services
-
-    async def sign_up(self, email: str, **fields: str) -> ClientResponse:
-        return await self.client.post("/subscribe", data={"email": email, **fields})
-
-    async def subscriber(self, address: str = READER) -> Subscriber:
-        found = await self.services.subscribers.get("email", address)
-        assert found is not None
-        return found
-
-    def token(self, purpose: Purpose, subscriber: Subscriber, now: dt.datetime | None = None) -> str:
-        return SubscriberTokens(SECRET_KEY).make(purpose, subscriber, now or dt.datetime.now(dt.UTC))
 
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    with running_fake_smtp() as smtp:
-        port = free_port()
-        public_url = f"http://127.0.0.1:{port}"
-        settings = Settings(
-            database_url=sqlite_url(tmp_path / "subscriptions.db"),
-            public_url=public_url,
-            secret_key=SECRET_KEY,
-            smtp_url=smtp.url,
-            mail_from="嵌入式AI简报 <newsletter@jianbao.example>",
-            track_links=True,
-        )
-        async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=port)) as client:
-            yield Service(client, smtp, public_url)
+    async with running_signup(tmp_path) as service:
+        yield service
 
 
 def one_line(text: str) -> bool:
@@ -103,7 +66,11 @@ async def test_sign_up_confirm_and_one_click_unsubscribe(service: Service) -> No
     links = CONFIRM_LINK.findall(mail.text)
     assert len(links) == 1
     assert links[0].startswith(service.public_url)
-    confirmed = await service.client.get(links[0].removeprefix(service.public_url))
+    confirm_path = links[0].removeprefix(service.public_url)
+    button_page = await service.client.get(confirm_path)
+    assert button_page.status == 200
+    assert f'<form method="post" action="{confirm_path}">' in await button_page.text()
+    confirmed = await service.client.post(confirm_path)
     assert confirmed.status == 200
     page = await confirmed.text()
     assert "订阅成功" in page
@@ -168,7 +135,7 @@ async def test_a_repeated_sign_up_sends_one_mail_until_it_is_confirmed(service: 
     await service.smtp.nothing_more_than(1)
 
     # Confirmed, gone, back: a returning reader confirms again, and gets the mail to do it at once.
-    await service.client.get(CONFIRM_LINK.findall(mail.text)[0].removeprefix(service.public_url))
+    await service.client.post(CONFIRM_LINK.findall(mail.text)[0].removeprefix(service.public_url))
     await service.services.subscribers.unsubscribe("email", READER)
     assert (await service.sign_up(READER.lower())).status == 200
     second = (await service.smtp.wait_for(2))[1]
@@ -195,11 +162,11 @@ async def test_a_refused_recipient_gets_the_same_page_and_can_ask_again(service:
 async def test_an_expired_confirmation_link_is_refused(service: Service) -> None:
     pending, _ = await service.services.subscribers.subscribe("email", READER, confirmed=False)
     eight_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    path = f"/confirm/{service.token(Purpose.CONFIRM, pending, eight_days_ago)}"
 
-    response = await service.client.get(f"/confirm/{service.token(Purpose.CONFIRM, pending, eight_days_ago)}")
-
-    assert response.status == 400
-    assert "expired" in await response.text()
+    for response in (await service.client.get(path), await service.client.post(path)):
+        assert response.status == 400
+        assert "expired" in await response.text()
     assert (await service.subscriber()).status == SubscriberStatus.PENDING
 
 
@@ -214,10 +181,12 @@ async def test_a_bad_confirmation_link_is_refused(service: Service, kind: str) -
         "truncated": service.token(Purpose.CONFIRM, pending)[:-3],
     }[kind]
 
-    response = await service.client.get(f"/confirm/{token}")
-
-    assert response.status == 400
-    assert "<script>" not in await response.text()
+    for response in (
+        await service.client.get(f"/confirm/{token}"),
+        await service.client.post(f"/confirm/{token}"),
+    ):
+        assert response.status == 400
+        assert "<script>" not in await response.text()
     assert (await service.subscriber()).status == SubscriberStatus.PENDING
 
 
@@ -226,9 +195,11 @@ async def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(service: Se
     token = service.token(Purpose.CONFIRM, pending)
     await service.services.subscribers.unsubscribe("email", READER)
 
-    response = await service.client.get(f"/confirm/{token}")
+    page = await service.client.get(f"/confirm/{token}")
+    response = await service.client.post(f"/confirm/{token}")
 
-    assert response.status == 400
+    assert (page.status, response.status) == (400, 400)
+    assert "<form" not in await page.text()
     assert (await service.subscriber()).status == SubscriberStatus.UNSUBSCRIBED
 
 
@@ -317,18 +288,18 @@ async def test_a_bad_address_gets_400_and_no_mail(service: Service, email: str) 
 
 
 @pytest.mark.parametrize(
-    "body",
+    "fields",
     [
-        pytest.param({"data": {"address": READER}}, id="no email field"),
-        pytest.param({"json": {"email": READER}}, id="json instead of a form"),
-        pytest.param({"data": {"email": READER, "topics": "x" * 40}}, id="over-long topic"),
-        pytest.param(
-            {"data": {"email": READER, "topics": " ".join(f"t{n}" for n in range(30))}}, id="many topics"
-        ),
+        pytest.param({"address": READER}, id="no email field"),
+        pytest.param({"email": READER, "topics": "x" * 40}, id="over-long topic"),
+        pytest.param({"email": READER, "topics": " ".join(f"t{n}" for n in range(30))}, id="many topics"),
     ],
 )
-async def test_a_malformed_form_gets_400(service: Service, body: dict[str, Any]) -> None:
-    response = await service.client.post("/subscribe", **body)
+async def test_a_malformed_form_gets_400(service: Service, fields: dict[str, str]) -> None:
+    await service.browser.open_issue_page()  # a sound CSRF pair: what is refused is the form itself
+    assert service.browser.field is not None
+
+    response = await service.client.post("/subscribe", data={FIELD: service.browser.field, **fields})
 
     assert response.status == 400
     assert one_line(await response.text())
@@ -336,7 +307,9 @@ async def test_a_malformed_form_gets_400(service: Service, body: dict[str, Any])
 
 
 async def test_an_uploaded_file_is_not_an_address(service: Service) -> None:
+    await service.browser.open_issue_page()
     form = FormData()
+    form.add_field(FIELD, service.browser.field or "")
     form.add_field("email", b"reader@example.com", filename="email.txt", content_type="text/plain")
 
     response = await service.client.post("/subscribe", data=form)

@@ -237,6 +237,59 @@ async def test_set_topics_replaces_them(subscribers: SubscriberStore) -> None:
     assert row.topics == ("NPU", "剪枝")
 
 
+# --- purging sign-ups never confirmed
+
+LINK_LIFETIME = dt.timedelta(days=7)
+
+
+async def test_purge_deletes_only_unconfirmed_sign_ups_whose_link_has_expired(
+    subscribers: SubscriberStore, clock: Clock
+) -> None:
+    await subscribers.subscribe("email", "stale@example.com", confirmed=False)
+    await subscribers.subscribe("email", "asked-again@example.com", confirmed=False)
+    await subscribers.subscribe("email", "came-back@example.com", confirmed=False)
+    await subscribers.unsubscribe("email", "came-back@example.com")
+    await subscribers.subscribe("email", "returning@example.com")
+    await subscribers.unsubscribe("email", "returning@example.com")
+    await subscribers.subscribe("email", "returning@example.com", confirmed=False)  # had been ACTIVE
+    await subscribers.subscribe("email", "cancelled@example.com", confirmed=False)
+    await subscribers.unsubscribe("email", "cancelled@example.com")
+    for status in (SubscriberStatus.ACTIVE, SubscriberStatus.BLOCKED, SubscriberStatus.BOUNCED):
+        await subscribers.subscribe("email", f"{status}@example.com")
+        await subscribers.set_status("email", f"{status}@example.com", status)
+    await subscribers.subscribe("telegram", "42", confirmed=False)  # not an email sign-up
+    clock.advance(days=6)
+    # A new sign-up of a pending address mails a new link: the row must live as long as that link.
+    await subscribers.subscribe("email", "asked-again@example.com", confirmed=False)
+    await subscribers.subscribe("email", "came-back@example.com", confirmed=False)
+    clock.advance(days=1, seconds=1)
+    await subscribers.subscribe("email", "fresh@example.com", confirmed=False)
+    before = {row.address: row for row in await subscribers.list()}
+
+    purged = await subscribers.purge_unconfirmed(LINK_LIFETIME)
+
+    after = {row.address: row for row in await subscribers.list()}
+    assert purged == 1
+    assert set(before) - set(after) == {"stale@example.com"}
+    assert all(after[address] == before[address] for address in after)  # the others untouched
+    assert after["returning@example.com"].status == SubscriberStatus.PENDING
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 0
+
+
+async def test_a_link_still_valid_keeps_its_sign_up(subscribers: SubscriberStore, clock: Clock) -> None:
+    await subscribers.subscribe("email", "reader@example.com", confirmed=False)
+    clock.advance(days=7)  # the link expires only after this moment
+
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 0
+    clock.advance(seconds=1)
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 1
+    assert await subscribers.get("email", "reader@example.com") is None
+    # The address may sign up afresh.
+    row, changed = await subscribers.subscribe("email", "reader@example.com", confirmed=False)
+    assert changed
+    assert row.status == SubscriberStatus.PENDING
+
+
 # --- import
 
 
