@@ -90,16 +90,32 @@ def channel_status(settings: Settings) -> dict[str, str]:
     }
 
 
+def channel_warnings(settings: Settings) -> list[str]:
+    """What is on but weaker than it should be: `serve` prints these at start and the app logs them."""
+    warnings = []
+    if settings.wechat_token and not settings.wechat_aes_key:
+        warnings.append(
+            "wechat runs in plain (compatible) mode: its signature does not cover the message body. "
+            "Use safe mode: set JIANBAO_WECHAT_AES_KEY (and JIANBAO_WECHAT_APPID)"
+        )
+    return warnings
+
+
 def create_app(settings: Settings) -> web.Application:
+    """The service's web application; ValueError for a setting it cannot safely start with."""
     # Imported here: the feature modules import this one for SERVICES and Services.
-    from bot import admin, site, subscriptions, telegram, wechat
+    from bot import admin, http_policy, site, subscriptions, telegram, wechat
     from bot.broadcast import routes as broadcasts
     from bot.errors import error_middleware
 
+    admin.check_admin_token(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
+    http_policy.setup(app, settings.trusted_proxies)
     for feature in (site, admin, subscriptions, wechat, telegram, broadcasts):
         feature.setup(app)
+    for warning in channel_warnings(settings):
+        log.warning("%s", warning)
     return app
 
 

@@ -204,15 +204,22 @@ def serve_command(
     workers: Annotated[int, typer.Option("--workers", help="Processes sharing the port (one per core).")] = 1,
 ) -> None:
     """Run the service: webhooks, sign-up pages, the issue archive and the feed."""
-    from bot.app import channel_status
+    from bot.admin import check_admin_token
+    from bot.app import channel_status, channel_warnings
     from bot.serving import serve
 
     settings = load_settings()
+    try:
+        check_admin_token(settings)
+    except ValueError as exc:
+        _fail(f"serve: {exc}", code=1)
     database = settings.database_url.split("@")[-1] if settings.database_url else "SQLite ./var/jianbao.db"
     console = Console()
     console.print(Text(f"jianbao on http://{host}:{port}  ·  database: {database}", style="bold"))
     for channel, reason in channel_status(settings).items():
         console.print(Text(f"  {channel:9s} {reason or 'on'}", style="dim" if reason else "green"))
+    for warning in channel_warnings(settings):
+        console.print(Text(f"  warning: {warning}", style="yellow"))
     console.print(Text(f"  try: http://{host}:{port}/issues  ·  .venv/bin/jianbao search 量化", style="dim"))
     try:
         serve(settings, host, port, workers)

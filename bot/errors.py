@@ -1,15 +1,19 @@
 """Errors become responses in one place: a JianbaoError by the status on its class, aiohttp's own HTTP
 errors as they are (404, 405, 413...), anything else as a bare 500. A client never sees a stack trace:
-bodies are one line of text (or JSON for /api), and the details go to the log."""
+bodies are one line of text (or JSON for /api), and the details go to the log.
+
+Logs name a request by its route's template (`/unsubscribe/{token}`), never by its path: paths hold
+tokens (unsubscribe links never expire), and a log is read by more people than a token should be."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from content.errors import JianbaoError
+from content.errors import JianbaoError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +26,31 @@ def _body(request: web.Request, status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n")
 
 
+def _error_response(request: web.Request, error: JianbaoError) -> web.Response:
+    response = _body(request, error.status, error.message)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except JianbaoError as error:
         if error.status >= 500:
-            log.error("%s %s: %s", request.method, request.path, error.message)
-        return _body(request, error.status, error.message)
+            log.error("%s %s: %s", request.method, route_template(request), error.message)
+        return _error_response(request, error)
     except web.HTTPException as error:
         if error.status >= 400 and error.text and error.text.startswith(f"{error.status}:"):
             return _body(request, error.status, error.reason)  # aiohttp's default bodies, made one line
         raise
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", request.method, route_template(request))
         return _body(request, 500, "internal error")
+
+
+def route_template(request: web.Request) -> str:
+    """The route a request matched, as declared (`/confirm/{token}`), or "(no route)"."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"

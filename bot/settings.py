@@ -46,7 +46,26 @@ class Settings(BaseSettings):
     )
     utm: bool = Field(default=False, description="Add utm_source/utm_medium/utm_campaign to outgoing links.")
     admin_token: str = Field(
-        default="", description="Bearer token of the admin API. Empty: the admin API is off."
+        default="",
+        description=(
+            "Bearer token of the admin API, at least 32 characters (`openssl rand -hex 32`). Empty: the "
+            "admin API is off."
+        ),
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Reverse proxies whose X-Forwarded-For names the client, as addresses or networks separated "
+            "by commas (127.0.0.1, 10.0.0.0/8). Empty: the connection's peer is the client."
+        ),
+    )
+    signup_mails_per_client: int = Field(
+        default=10,
+        description="Sign-up confirmation mails one client address (IP) may cause per hour.",
+    )
+    signup_mails_per_hour: int = Field(
+        default=500,
+        description="Sign-up confirmation mails per hour over all clients; beyond it the form says to retry.",
     )
     wechat_appid: str = Field(default="", description="WeChat official account AppID.")
     wechat_secret: str = Field(

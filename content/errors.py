@@ -37,6 +37,17 @@ class TooLarge(BadInput):
     kind = "too_large"
 
 
+class TooManyRequests(JianbaoError):
+    """A client over a rate limit; `retry_after` seconds (rounded up) go into the Retry-After header."""
+
+    status = 429
+    kind = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(JianbaoError):
     """A service we depend on (the database, a platform API) cannot be reached right now."""
 

@@ -76,11 +76,14 @@ def _read_update(body: bytes, application: BotApplication) -> Update:
         data = json.loads(body)
     except ValueError:  # also not UTF-8 (UnicodeDecodeError is a ValueError)
         raise BadInput("the body is not JSON") from None
+    except RecursionError:  # [[[[... a million deep fits in the body limit and exhausts the parser's stack
+        raise BadInput("the body is nested too deeply to be a Telegram update") from None
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise BadInput("the body is not a Telegram update (a JSON object with update_id)")
     try:
         return Update.de_json(data, application.bot)
-    except (TypeError, ValueError, KeyError, AttributeError):
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
         # A field of the wrong type or a required one missing: python-telegram-bot fails on it in
-        # different ways, all of them meaning "not an update Telegram would send".
+        # different ways, all of them meaning "not an update Telegram would send". RecursionError: a
+        # reply_to_message chain thousands deep, which de_json follows recursively.
         raise BadInput("the body is not a valid Telegram update") from None

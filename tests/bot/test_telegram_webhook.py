@@ -38,6 +38,17 @@ __all__ = ["fake_telegram", "module_service", "service"]  # the fixtures, used b
 _chat_ids = itertools.count(600_001)
 
 
+def _reply_chain(depth: int) -> bytes:
+    """A message replying to a message replying to ... `depth` deep: JSON that the decoder reads, and that
+    python-telegram-bot then follows recursively (several frames a level) when it builds the Update."""
+    head = b'{"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "reply_to_message": '
+    message = (
+        head * depth + b'{"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}}' + b"}" * depth
+    )
+    assert json.loads(message)  # within the decoder's depth: the recursion this tests is the library's
+    return b'{"update_id": 1, "message": ' + message + b"}"
+
+
 # --- the route's checks (one app for all) ---------------------------------------------------------------
 
 
@@ -73,6 +84,9 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         b'{"update_id": 1, "message": {"message_id": 1, "text": "/start"}}',
         b'{"update_id": 1, "callback_query": []}',
         b'{"update_id": 1, "inline_query": {"id": "1", "query": 5}}',
+        b"[" * 200_000,
+        b'{"update_id": 1, "x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001,
+        _reply_chain(600),
     ],
     ids=[
         "truncated",
@@ -87,6 +101,9 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         "message-without-chat",
         "callback-not-object",
         "inline-without-from",
+        "nested-arrays",
+        "nested-objects",
+        "reply-chain",
     ],
 )
 async def test_a_malformed_body_is_a_one_line_400(service: TelegramService, body: bytes) -> None:

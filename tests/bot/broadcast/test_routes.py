@@ -22,7 +22,7 @@ from tests.bot.broadcast.conftest import DAY, chat_ids
 from tests.bot.helpers import DEMO_DIR
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, running_fake_telegram
 
-ADMIN = "an-admin-token-for-broadcasts"
+ADMIN = "an-admin-token-for-the-broadcast-tests"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 LATER_DAY = "2020-07-18"
 

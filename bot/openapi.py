@@ -1,0 +1,335 @@
+"""The admin API described as OpenAPI 3.1, served at GET /api/openapi.json behind the admin token
+(bot/admin.py registers `openapi_document` wrapped in `require_admin`; this module cannot import
+bot.admin, which imports it).
+
+The document is data, written by hand beside the routes it describes (bot/admin.py, bot/broadcast/routes.py)
+rather than generated: aiohttp routes carry no schemas to generate it from. tests/bot/test_openapi.py
+keeps the two in step (every /api route the app registers is described, nothing else is), and
+scripts/fuzz_routes.py runs schemathesis against it, which checks that every answer matches it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from storage.broadcasts import BroadcastState, DeliveryState
+from storage.subscribers import CHANNELS, SubscriberStatus
+
+OPENAPI_PATH = "/api/openapi.json"
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return _json_body(_ref("Error"), description) | extra
+
+
+def _counts(keys: list[str], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "propertyNames": {"enum": keys},
+        "additionalProperties": {"type": "integer", "minimum": 0},
+    }
+
+
+_ISO_TIME = {"type": "string", "description": "ISO 8601 time in UTC, e.g. 2020-07-03T00:00:00+00:00"}
+_CHANNEL = {"type": "string", "enum": list(CHANNELS)}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "Every refusal: one line saying what was wrong.",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "Status": {
+        "type": "object",
+        "required": ["issues", "items", "subscribers", "channels"],
+        "properties": {
+            "issues": {"type": "integer", "minimum": 0, "description": "issues stored"},
+            "items": {"type": "integer", "minimum": 0, "description": "items in the search index"},
+            "subscribers": {
+                "type": "object",
+                "description": "subscribers per channel and status",
+                "required": list(CHANNELS),
+                "additionalProperties": False,
+                "properties": {
+                    channel: _counts([state.value for state in SubscriberStatus], f"{channel} subscribers")
+                    for channel in CHANNELS
+                },
+            },
+            "channels": {
+                "type": "object",
+                "description": 'per channel: "on", or why it is off',
+                "additionalProperties": {"type": "string"},
+            },
+        },
+        "additionalProperties": False,
+    },
+    "CreateBroadcast": {
+        "type": "object",
+        "description": "Start broadcasting an issue (the same as `jianbao broadcast send`).",
+        "required": ["date"],
+        "properties": {
+            "date": {"type": "string", "format": "date", "description": "the issue's date, YYYY-MM-DD"},
+            "channels": {
+                "description": "channels to send on; absent or empty: every channel that can send",
+                "oneOf": [_CHANNEL, {"type": "array", "items": _CHANNEL}],
+            },
+            "at": {
+                "type": "string",
+                "format": "date-time",
+                "description": (
+                    'when to start, e.g. "2026-12-01T08:00:00+08:00"; "2026-12-01 08:00" (no zone) is in '
+                    "JIANBAO_TIMEZONE; absent: now"
+                ),
+            },
+            "wechat_text": {
+                "type": "boolean",
+                "description": "also customer-service texts to WeChat followers inside their 48 h window",
+            },
+            "dry_run": {"type": "boolean", "description": "count the audience and size the payloads only"},
+        },
+        "additionalProperties": False,
+    },
+    "Broadcast": {
+        "type": "object",
+        "required": ["id", "date", "channels", "state", "options", "start_at", "created_at", "finished_at"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "date": {"type": "string", "format": "date"},
+            "channels": {"type": "array", "items": _CHANNEL},
+            "state": {"type": "string", "enum": [state.value for state in BroadcastState]},
+            "options": {"type": "object"},
+            "start_at": _ISO_TIME,
+            "created_at": _ISO_TIME,
+            "finished_at": {"oneOf": [_ISO_TIME, {"type": "null"}]},
+        },
+    },
+    "StartedBroadcast": {
+        "allOf": [
+            _ref("Broadcast"),
+            {
+                "type": "object",
+                "required": ["added_pending", "added_skipped"],
+                "properties": {
+                    "added_pending": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "deliveries this request queued",
+                    },
+                    "added_skipped": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "deliveries this request recorded as skipped (topics, 48 h window)",
+                    },
+                },
+            },
+        ]
+    },
+    "BroadcastStatus": {
+        "allOf": [
+            _ref("Broadcast"),
+            {
+                "type": "object",
+                "required": ["counts", "total", "unfinished", "uncertain", "rate_per_second", "eta_seconds"],
+                "properties": {
+                    "counts": {
+                        "type": "object",
+                        "description": "deliveries per channel and state",
+                        "additionalProperties": _counts(
+                            [state.value for state in DeliveryState], "deliveries of one channel"
+                        ),
+                    },
+                    "total": {"type": "integer", "minimum": 0},
+                    "unfinished": {"type": "integer", "minimum": 0},
+                    "uncertain": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "sends that timed out: maybe delivered, never resent",
+                    },
+                    "rate_per_second": {"type": "number", "minimum": 0},
+                    "eta_seconds": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "null"}]},
+                },
+            },
+        ]
+    },
+    "DryRun": {
+        "type": "object",
+        "required": ["dry_run", "date", "channels", "audience", "payloads"],
+        "properties": {
+            "dry_run": {"const": True},
+            "date": {"type": "string", "format": "date"},
+            "channels": {"type": "array", "items": _CHANNEL},
+            "audience": {
+                "type": "object",
+                "description": "per channel, how many subscribers would get the issue and how many not",
+                "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+            "payloads": {"type": "object", "description": "per channel, the size of what would be sent"},
+        },
+        "additionalProperties": False,
+    },
+}
+
+RESPONSES: dict[str, Any] = {
+    "BadInput": _error("The request is malformed; the error names what is wrong."),
+    "Unauthorized": _error("No admin token, or a wrong one (Authorization: Bearer <JIANBAO_ADMIN_TOKEN>)."),
+    "NotFound": _error("No such issue or broadcast."),
+    "Conflict": _error("The broadcast's state does not allow it (e.g. resuming a cancelled broadcast)."),
+    "TooManyRequests": _error(
+        "Too many wrong admin tokens from this address within a minute: wait, token unchecked.",
+        headers={
+            "Retry-After": {
+                "description": "seconds to wait",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    ),
+    "Unavailable": _error("The database cannot be reached right now: try again."),
+}
+
+
+def _answers(*names: str) -> dict[str, Any]:
+    status = {
+        "BadInput": "400",
+        "Unauthorized": "401",
+        "NotFound": "404",
+        "Conflict": "409",
+        "TooManyRequests": "429",
+        "Unavailable": "503",
+    }
+    return {status[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
+
+
+_ALWAYS = ("Unauthorized", "TooManyRequests", "Unavailable")
+_BROADCAST_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "the broadcast's id (`jianbao broadcast status` shows it)",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+}
+
+
+def _steer(verb: str, what: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"{verb}Broadcast",
+            "summary": what,
+            "parameters": [_BROADCAST_ID],
+            "responses": {"200": _json_body(_ref("BroadcastStatus"), "the broadcast after the change")}
+            | _answers("NotFound", "Conflict", *_ALWAYS),
+        }
+    }
+
+
+# An issue of the bundled demo content (content/demo/), so that the examples work on a fresh install.
+CREATE_EXAMPLES = {
+    "dry run": {"value": {"date": "2020-07-02", "channels": ["telegram", "email"], "dry_run": True}},
+    "start now": {"value": {"date": "2020-07-02", "channels": ["telegram"]}},
+    "start later": {"value": {"date": "2020-07-18", "at": "2030-01-06T08:00:00+08:00"}},
+}
+# What a client can do next with the broadcast it created (schemathesis follows these statefully).
+_LINKS = {
+    f"{operation}Broadcast": {
+        "operationId": f"{operation}Broadcast",
+        "parameters": {"id": "$response.body#/id"},
+    }
+    for operation in ("get", "pause", "resume", "cancel")
+}
+
+PATHS: dict[str, Any] = {
+    "/api/status": {
+        "get": {
+            "operationId": "getStatus",
+            "summary": "Issues, search index size, subscribers per channel and status, channels on or off",
+            "responses": {"200": _json_body(_ref("Status"), "the counts")} | _answers(*_ALWAYS),
+        }
+    },
+    "/api/broadcasts": {
+        "post": {
+            "operationId": "createBroadcast",
+            "summary": "Broadcast an issue: one delivery per subscriber and channel, in one transaction",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("CreateBroadcast"), "examples": CREATE_EXAMPLES}},
+            },
+            "responses": {
+                "201": _json_body(_ref("StartedBroadcast"), "the broadcast, created") | {"links": _LINKS},
+                "200": _json_body(
+                    {"oneOf": [_ref("StartedBroadcast"), _ref("DryRun")]},
+                    "the broadcast, which existed already (only subscribers who joined since were added); "
+                    "or, with dry_run, what it would do",
+                ),
+            }
+            | _answers("BadInput", "NotFound", "Conflict", *_ALWAYS),
+        }
+    },
+    "/api/broadcasts/{id}": {
+        "get": {
+            "operationId": "getBroadcast",
+            "summary": "A broadcast with its delivery counts, rate and ETA",
+            "parameters": [_BROADCAST_ID],
+            "responses": {"200": _json_body(_ref("BroadcastStatus"), "the broadcast")}
+            | _answers("NotFound", *_ALWAYS),
+        }
+    },
+    "/api/broadcasts/{id}/pause": _steer("pause", "Pause: nothing new is sent; what is in flight finishes"),
+    "/api/broadcasts/{id}/resume": _steer("resume", "Resume a paused broadcast"),
+    "/api/broadcasts/{id}/cancel": _steer("cancel", "Cancel: pending deliveries become skipped"),
+    OPENAPI_PATH: {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "responses": {"200": _json_body({"type": "object"}, "the OpenAPI document")}
+            | _answers("Unauthorized", "TooManyRequests"),
+        }
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "jianbao admin API",
+        "version": "1",
+        "description": (
+            "The editors' API: counts and broadcasts. Every route needs "
+            "`Authorization: Bearer <JIANBAO_ADMIN_TOKEN>`; without a configured token the API does not "
+            'exist (404). Errors are JSON objects {"error": "..."}.'
+        ),
+    },
+    "security": [{"adminToken": []}],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "JIANBAO_ADMIN_TOKEN, at least 32 characters",
+            }
+        },
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+    },
+}
+
+
+_ENCODED = json.dumps(DOCUMENT, ensure_ascii=False).encode()
+
+
+async def openapi_document(request: web.Request) -> web.StreamResponse:
+    """The document; registered only behind the admin-token check (bot/admin.py)."""
+    return web.Response(body=_ENCODED, content_type=JSON, charset="utf-8")
