@@ -12,6 +12,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from content.errors import JianbaoError, TooManyRequests
 
@@ -43,8 +44,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(request, error)
     except web.HTTPException as error:
         if error.status >= 400 and error.text and error.text.startswith(f"{error.status}:"):
-            return _body(request, error.status, error.reason)  # aiohttp's default bodies, made one line
+            response = _body(request, error.status, error.reason)  # aiohttp's default bodies, one line
+            if "Allow" in error.headers:  # a 405 must say which methods the resource takes (RFC 9110)
+                response.headers["Allow"] = error.headers["Allow"]
+            return response
         raise
+    except RequestPayloadError:
+        # The body ended early or does not decode as its Content-Encoding says: the client's fault,
+        # whichever handler was reading it.
+        return _body(request, 400, "the request body could not be read")
     except Exception:
         log.exception("%s %s failed", request.method, route_template(request))
         return _body(request, 500, "internal error")

@@ -89,7 +89,9 @@ SCHEMAS: dict[str, Any] = {
                 "oneOf": [_CHANNEL, {"type": "array", "items": _CHANNEL}],
             },
             "at": {
-                "type": "string",
+                # RFC 3339 date-times are what clients should send; the API also takes "2026-12-01 08:00"
+                # (ISO 8601, no zone) for editors typing by hand. null is the same as absent: now.
+                "type": ["string", "null"],
                 "format": "date-time",
                 "description": (
                     'when to start, e.g. "2026-12-01T08:00:00+08:00"; "2026-12-01 08:00" (no zone) is in '

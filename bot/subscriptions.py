@@ -294,7 +294,7 @@ async def subscribe(request: web.Request) -> web.Response:
         signup.forms.check_origin(request)  # before reading a body that is refused anyway
         try:
             form = await request.post()  # over the app's body limit: 413 before anything is parsed
-        except ValueError:
+        except (ValueError, LookupError):  # LookupError: a charset Python does not know
             raise BadInput("the sign-up form could not be read") from None
         signup.forms.check(request, form)
     except CsrfRefused:

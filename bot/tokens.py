@@ -33,6 +33,7 @@ _TAG_BYTES = 16  # 128 bits: forging one is out of reach however many tries an a
 TOKEN_LENGTH = 39  # base64 characters of the 29 bytes, without padding
 _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
 _KEY_PURPOSE = b"jianbao subscriber tokens v1"
+MAX_SUBSCRIBER_ID = 2**31 - 1
 # A token issued a little "in the future" is a clock step between two processes, not an attack.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -115,6 +116,7 @@ def _decode(token: str) -> tuple[int, int, bytes]:
     if base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") != token:
         raise BadToken("this link is not valid")
     version, subscriber_id, issued_at = _LAYOUT.unpack_from(raw)
-    if version != _VERSION:
+    # Ids are the database's INTEGER keys (PostgreSQL: 32 bits): a forged larger one is looked up nowhere.
+    if version != _VERSION or not 0 < subscriber_id <= MAX_SUBSCRIBER_ID:
         raise BadToken("this link is not valid")
     return subscriber_id, issued_at, raw[_LAYOUT.size :]

@@ -87,7 +87,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     send = SendRequest(
         parse_date(date),
         tuple(channels),
-        parse_time(at, settings) if at else None,
+        parse_time(at, settings) if at is not None else None,
         wechat_text=flags["wechat_text"],
         dry_run=flags["dry_run"],
     )
@@ -128,7 +128,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raise BadInput(f"the request body is over {MAX_REQUEST_BYTES // 1024} KiB")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
         raise BadInput("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadInput("the request body must be a JSON object")

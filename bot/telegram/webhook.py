@@ -81,9 +81,16 @@ def _read_update(body: bytes, application: BotApplication) -> Update:
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise BadInput("the body is not a Telegram update (a JSON object with update_id)")
     try:
-        return Update.de_json(data, application.bot)
-    except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
+        update = Update.de_json(data, application.bot)
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError, OverflowError):
         # A field of the wrong type or a required one missing: python-telegram-bot fails on it in
         # different ways, all of them meaning "not an update Telegram would send". RecursionError: a
-        # reply_to_message chain thousands deep, which de_json follows recursively.
+        # reply_to_message chain thousands deep, which de_json follows recursively. OverflowError: a date
+        # beyond what a datetime holds.
         raise BadInput("the body is not a valid Telegram update") from None
+    # python-telegram-bot takes ids as they come; an object where a chat or user id belongs would fail
+    # later, inside the library, as an unhashable key.
+    for entity in (update.effective_chat, update.effective_user, update.effective_sender):
+        if entity is not None and (not isinstance(entity.id, int) or isinstance(entity.id, bool)):
+            raise BadInput("the body is not a valid Telegram update: an id is not a number")
+    return update

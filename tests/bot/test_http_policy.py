@@ -187,3 +187,11 @@ async def test_without_trusted_proxies_forwarded_headers_are_ignored(client: Tes
 def test_a_trusted_proxy_setting_that_is_not_an_address_stops_the_app() -> None:
     with pytest.raises(ValueError, match=r"JIANBAO_TRUSTED_PROXIES: 'proxy\.local' is not an address"):
         create_app(Settings(trusted_proxies="127.0.0.1, proxy.local"))
+
+
+async def test_a_405_says_which_methods_the_resource_takes(client: TestClient[Any, Any]) -> None:
+    for path in ("/api/broadcasts", "/issues"):
+        response = await client.put(path)
+        assert response.status == 405
+        assert response.headers["Allow"], path
+        assert "Traceback" not in await response.text()

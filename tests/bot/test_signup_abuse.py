@@ -361,3 +361,26 @@ async def test_logs_hold_neither_addresses_nor_tokens(
         assert token not in message
         assert "@example.com" not in message.lower()
         assert "127.0.0.1" not in message
+
+
+# --- bodies that cannot be read (found by scripts/fuzz_routes.py)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "extra_headers", "body"),
+    [
+        ("application/x-www-form-urlencoded; charset=W", {}, b"email=a%40example.com"),
+        ("multipart/form-data; boundary=x", {"Content-Encoding": "gzip"}, b"not gzip at all"),
+    ],
+    ids=["unknown-charset", "broken-gzip"],
+)
+async def test_a_form_that_cannot_be_read_is_a_400_and_stores_nothing(
+    service: Service, content_type: str, extra_headers: dict[str, str], body: bytes
+) -> None:
+    await service.browser.open_issue_page()
+    response = await service.client.post(
+        "/subscribe", data=body, headers={"Content-Type": content_type, **extra_headers}
+    )
+    assert response.status == 400
+    assert "Traceback" not in await response.text()
+    assert await service.services.subscribers.count() == 0

@@ -87,6 +87,9 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         b"[" * 200_000,
         b'{"update_id": 1, "x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001,
         _reply_chain(600),
+        b'{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": {"a": 1}, "type": "private"}, "text": "hi"}}',
+        b'{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "from": {"id": [1], "is_bot": false, "first_name": "x"}, "text": "hi"}}',
+        b'{"update_id": 1, "message": {"message_id": 1, "date": 1e22, "chat": {"id": 5, "type": "private"}, "text": "hi"}}',
     ],
     ids=[
         "truncated",
@@ -104,6 +107,9 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         "nested-arrays",
         "nested-objects",
         "reply-chain",
+        "chat-id-object",
+        "user-id-list",
+        "date-overflow",
     ],
 )
 async def test_a_malformed_body_is_a_one_line_400(service: TelegramService, body: bytes) -> None:

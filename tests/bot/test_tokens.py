@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import string
+import struct
 
 import pytest
 
@@ -187,3 +188,19 @@ async def test_garbled_tokens_are_refused_before_any_lookup(
 def test_a_key_is_required() -> None:
     with pytest.raises(ValueError, match="secret key"):
         SubscriberTokens("")
+
+
+@pytest.mark.parametrize("subscriber_id", [0, 2**31, 2**63, 2**64 - 1])
+async def test_a_token_naming_an_id_no_database_holds_is_refused_before_any_lookup(
+    subscriber_id: int,
+) -> None:
+    raw = struct.pack(">BQI", 1, subscriber_id, 1_700_000_000) + b"\0" * 16
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    looked_up: list[int] = []
+
+    async def lookup(found_id: int) -> None:
+        looked_up.append(found_id)
+
+    with pytest.raises(BadToken):
+        await SubscriberTokens("key").verify(Purpose.UNSUBSCRIBE, token, dt.datetime.now(dt.UTC), lookup)
+    assert looked_up == []

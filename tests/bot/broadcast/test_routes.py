@@ -111,6 +111,7 @@ async def test_pause_resume_cancel_through_the_api(api: Api) -> None:
         (b"not json", 400, "the request body must be a JSON object"),
         (b"[]", 400, "the request body must be a JSON object"),
         (b"\xff\xfe", 400, "the request body must be a JSON object"),
+        (b"[" * 16_000, 400, "the request body must be a JSON object"),
         (b"{}", 400, '"date" is required: the issue date as "YYYY-MM-DD"'),
         (b'{"date": "yesterday"}', 400, "not a date: 'yesterday' (use YYYY-MM-DD)"),
         (
@@ -135,6 +136,11 @@ async def test_pause_resume_cancel_through_the_api(api: Api) -> None:
             "not a time: 'soon' (use YYYY-MM-DD HH:MM, optionally with +08:00)",
         ),
         (b'{"date": "2020-07-02", "dry_run": "yes"}', 400, '"dry_run" must be true or false'),
+        (
+            b'{"date": "2020-07-02", "at": ""}',
+            400,
+            "not a time: '' (use YYYY-MM-DD HH:MM, optionally with +08:00)",
+        ),
         (b'{"date": "1999-01-01"}', 404, "no issue of 1999-01-01 in the database (import it first)"),
         (b'{"date": "2020-07-02", "x": "' + b"a" * 20_000 + b'"}', 400, "the request body is over 16 KiB"),
     ],
