@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.app import SERVICES
 from bot.openapi import OPENAPI_PATH, openapi_document
+from bot.services import SERVICES
 from bot.settings import Settings
 from bot.throttle import WindowCounter
 from content.errors import JianbaoError, TooManyRequests

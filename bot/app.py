@@ -13,24 +13,20 @@ import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot import admin, http_policy, site, subscriptions, telegram, wechat
+from bot.broadcast import routes as broadcasts
+from bot.errors import error_middleware
 from bot.importing import import_paths
 from bot.metrics import Metrics
 from bot.rendering import Renderer
+from bot.services import SERVICES, Services, Storage, open_storage
 from bot.settings import Settings
 from content.demo import demo_issue_dir
-from storage.database import Database
-from storage.issues import IssueStore
 from storage.links import LinkStore
 from storage.subscribers import SubscriberStore
-
-if TYPE_CHECKING:
-    from storage.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +34,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 # How often a running service looks for issues imported or deleted by another process.
 SEARCH_REFRESH_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Storage:
-    database: Database
-    issues: IssueStore
-
-
-@asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    database = Database(settings.database_url or None)
-    await database.open()
-    try:
-        await database.migrate()
-        yield Storage(database=database, issues=IssueStore(database))
-    finally:
-        await database.close()
-
-
-@dataclass
-class Services:
-    """Everything the routes use, built in order by `create_app`."""
-
-    settings: Settings
-    storage: Storage
-    subscribers: SubscriberStore
-    links: LinkStore
-    search: SearchIndex
-    renderer: Renderer
-    metrics: Metrics
-    # channel name -> why it is off (empty when on); `serve` prints it at start
-    channel_status: dict[str, str] = field(default_factory=dict)
-
-
-SERVICES = web.AppKey("services", Services)
 
 
 def channel_status(settings: Settings) -> dict[str, str]:
@@ -103,11 +64,6 @@ def channel_warnings(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings) -> web.Application:
     """The service's web application; ValueError for a setting it cannot safely start with."""
-    # Imported here: the feature modules import this one for SERVICES and Services.
-    from bot import admin, http_policy, site, subscriptions, telegram, wechat
-    from bot.broadcast import routes as broadcasts
-    from bot.errors import error_middleware
-
     admin.check_admin_token(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
@@ -139,8 +95,9 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        # Imported when an app is built: the CLI's commands import this module for open_storage, and the
-        # search engine (~45 MB of tantivy, rjieba and OpenCC) would otherwise load into every worker.
+        # Imported when an app is built, not with this module: a process that imports bot.app without
+        # serving (a tool, a test's helper) then does not load the search engine (~45 MB of tantivy,
+        # rjieba and OpenCC).
         from storage.search.follow import refresh_index
         from storage.search.index import SearchIndex
 

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.app import open_storage
 from bot.console import emit_json as _emit_json
 from bot.console import error_line as _error_line
 from bot.console import fail as _fail
 from bot.console import run as _run
 from bot.importing import import_paths
 from bot.rendering import CHANNELS, Renderer
+from bot.services import open_storage
 from bot.settings import load_settings
 from channels.email import EmailTemplate
 from channels.fitting import DoesNotFit

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bot.app import SERVICES, Services
 from bot.csrf import FormGuard
 from bot.errors import route_template
+from bot.services import SERVICES, Services
 from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
 from channels.fitting import non_empty

@@ -36,8 +36,8 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from bot.app import SERVICES, Services
 from bot.csrf import CsrfRefused, FormGuard
+from bot.services import SERVICES, Services
 from bot.signup_caps import SignupCaps
 from bot.site import TEMPLATES
 from bot.tokens import CLOCK_SKEW, CONFIRM_LIFETIME, BadToken, Purpose, SubscriberTokens

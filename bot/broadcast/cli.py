@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bot.app import open_storage
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_date, parse_time
 from bot.console import emit_json, fail, run
+from bot.services import open_storage
 from bot.settings import Settings, load_settings
 from content.errors import BadInput
 from storage.broadcasts import Broadcast, BroadcastState, StartReport

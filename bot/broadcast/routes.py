@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.admin import require_admin
-from bot.app import SERVICES
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_date, parse_time
 from bot.broadcast.runtime import open_worker, serve_runs_worker
+from bot.services import SERVICES
 from content.errors import BadInput, NotFound
 
 log = logging.getLogger(__name__)

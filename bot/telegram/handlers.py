@@ -27,7 +27,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Services
+from bot.services import Services
 from bot.telegram import replies
 from bot.telegram.deeplinks import read_payload
 from bot.telegram.keyboard import (

@@ -22,7 +22,7 @@ from telegram import BotCommand
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
 
-from bot.app import SERVICES, Services
+from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.telegram.handlers import CHANNEL, BotApplication, TelegramHandlers
 from bot.telegram.replies import COMMANDS

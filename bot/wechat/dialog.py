@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.app import Services
+from bot.services import Services
 from bot.wechat.cache import TtlCache
 from bot.wechat.protocol import Message, masked
 from channels.base import utf8_bytes

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from bot.app import SERVICES
+from bot.services import SERVICES
 from bot.wechat.cache import TtlCache
 from bot.wechat.dialog import Dialog, LastSearch
 from bot.wechat.protocol import (

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import ClientResponse, ClientSession, CookieJar, TCPConnector
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, Services, create_app
+from bot.app import create_app
 from bot.csrf import FIELD
+from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP, EmailSignup
 from bot.tokens import Purpose, SubscriberTokens

@@ -17,7 +17,8 @@ import pytest_asyncio
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, Services, create_app
+from bot.app import create_app
+from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.telegram import SECRET_HEADER
 from storage.subscribers import SubscriberStatus

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, create_app
+from bot.app import create_app
 from bot.http_policy import BODY_DEADLINE, CONTENT_SECURITY_POLICY
+from bot.services import SERVICES
 from bot.settings import Settings
 from bot.tokens import Purpose, SubscriberTokens
 from content.parser import parse_issue

@@ -12,7 +12,8 @@ from xml.etree import ElementTree
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, create_app
+from bot.app import create_app
+from bot.services import SERVICES
 from bot.settings import Settings
 from storage.search.results import MAX_LIMIT, MAX_OFFSET
 from tests.storage.recorded_sql import recorded_sql, writes

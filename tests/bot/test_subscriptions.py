@@ -18,8 +18,9 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, Services, create_app
+from bot.app import create_app
 from bot.csrf import FIELD
+from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP
 from bot.tokens import Purpose, SubscriberTokens

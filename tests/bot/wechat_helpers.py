@@ -25,7 +25,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot import wechat
-from bot.app import SERVICES, Services, create_app
+from bot.app import create_app
+from bot.services import SERVICES, Services
 from bot.settings import Settings
 from channels.wechat import WECHAT_TEXT_MAX_BYTES
 from storage.subscribers import SubscriberStatus
