@@ -3,7 +3,7 @@
 A channel is one module here with two halves, like listmonk's messengers: `render_*` is a pure
 function from an issue document to a payload (no network, no database), and a sender (in the
 broadcast) pushes payloads to the platform. Limits are named constants in each channel's module with
-their source; see ../shared/notes/channels.md for the facts they come from.
+their source; see docs/channels.md for the facts they come from.
 """
 
 from __future__ import annotations

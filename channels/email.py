@@ -37,7 +37,8 @@ from channels.fitting import fit, more_line, non_empty
 from channels.links import RewrittenLink
 
 # Gmail clips a message whose HTML is over ~102 KB, hiding the rest (the footer and its unsubscribe link):
-# stay under ~85 KB of UTF-8 (shared/notes/channels.md, "Email").
+# stay under ~85 KB of UTF-8 (docs/channels.md, "Gmail clipping and layout"; ~102 KB is unofficial: Google
+# publishes no figure).
 EMAIL_HTML_MAX_BYTES = 85_000
 # Not a platform limit: subject lines past ~60 characters are cut in inbox lists (Mailchimp's subject-line
 # guidance: at most 9 words and 60 characters). An editorial choice.

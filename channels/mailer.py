@@ -6,9 +6,10 @@
     smtps://user:password@host:port  TLS from the first byte (port 465)
 
 `Mailer` opens one connection per message: sign-up mails are rare. `SmtpPool` keeps several connections
-open for broadcasts, because one aiosmtplib connection sends sequentially (channels.md) and opening a
-connection (greeting, EHLO, STARTTLS, AUTH) costs more than sending a message over it. Errors never carry
-the server's text, which may quote the recipient's address, nor the URL, which may hold the password.
+open for broadcasts, because one aiosmtplib connection sends sequentially (docs/channels.md, "aiosmtplib
+and aiosmtpd") and opening a connection (greeting, EHLO, STARTTLS, AUTH) costs more than sending a
+message over it. Errors never carry the server's text, which may quote the recipient's address, nor the
+URL, which may hold the password.
 """
 
 from __future__ import annotations

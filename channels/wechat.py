@@ -39,7 +39,7 @@ WECHAT_CONTENT_MAX_CHARS = 20_000  # content must be strictly shorter
 WECHAT_CONTENT_MAX_BYTES = 1024 * 1024  # "小于1M": strictly smaller
 WECHAT_SOURCE_URL_MAX_BYTES = 1024  # 阅读原文 link "不超过1KB"
 # Passive reply / customer-service text: no official figure; 2048 bytes of UTF-8 is the community figure
-# (shared/notes/channels.md); longer customer-service text fails with 45002.
+# (docs/channels.md, "Passive reply"); longer customer-service text fails with 45002.
 WECHAT_TEXT_MAX_BYTES = 2048
 REFERENCE_LABEL_CHARS = 40  # the text shown in the 引用链接 list for a long title or link text
 

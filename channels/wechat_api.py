@@ -1,9 +1,10 @@
 """WeChat's REST API over aiohttp: the access token, customer-service messages and mass sends.
 
-wechatpy 1.8 has no async client (channels.md), so the calls are made here. The token comes from
-/cgi-bin/stable_token, which, unlike /cgi-bin/token, does not invalidate the token other processes hold.
-Error codes (channels.md, 客服消息 and 全局返回码) become the small exception hierarchy below, so callers can
-tell "this user cannot be messaged now" from "our credentials are wrong" from "WeChat is unreachable".
+wechatpy 1.8 has no async client (docs/channels.md, "wechatpy"), so the calls are made here. The token
+comes from /cgi-bin/stable_token, which, unlike /cgi-bin/token, does not invalidate the token other
+processes hold. Error codes (docs/channels.md, "Customer-service messages": 客服消息 and 全局返回码) become
+the small exception hierarchy below, so callers can tell "this user cannot be messaged now" from "our
+credentials are wrong" from "WeChat is unreachable".
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from content.errors import JianbaoError
 
 log = logging.getLogger(__name__)
 
-# The token lives 7200 s (channels.md); take a new one this long before it runs out.
+# The token lives 7200 s (docs/channels.md, "access_token";
+# https://developers.weixin.qq.com/doc/subscription/api/base/api_getstableaccesstoken.html); take a new one
+# this long before it runs out.
 TOKEN_MARGIN_SECONDS = 300
 REQUEST_TIMEOUT_SECONDS = 10.0
 

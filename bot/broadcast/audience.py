@@ -6,8 +6,8 @@ quick news; case and width folded), or the keyword search finds it in the issue,
 glossary along (a reader who chose 量化 gets an issue whose only item says "INT8"). Each distinct topic is
 decided once per broadcast.
 
-WeChat customer-service texts reach only followers who wrote to us within 48 hours (channels.md); others
-are skipped at once rather than failing one API call each.
+WeChat customer-service texts reach only followers who wrote to us within 48 hours (docs/channels.md,
+"Customer-service messages"); others are skipped at once rather than failing one API call each.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from storage.broadcasts import Audience, Recipient
 if TYPE_CHECKING:
     from storage.search.index import SearchIndex
 
-# WeChat customer-service window (channels.md, message/custom/send).
+# WeChat customer-service window (docs/channels.md, "Customer-service messages";
+# https://developers.weixin.qq.com/doc/subscription/guide/product/kf/intro.html).
 WECHAT_WINDOW = dt.timedelta(hours=48)
 SKIP_TOPICS = "none of their topics is in this issue"
 SKIP_WINDOW = "outside WeChat's 48 h window"

@@ -2,7 +2,7 @@
 
 Only tags of the Bot API's HTML style are used (b, i, a href), and every piece of text that is not ours
 (queries, titles, snippets, URLs) goes through `html.escape`, so a title or query holding `<script>` or
-`&` is shown as written and can never break a message (../shared/notes/channels.md, "Telegram Bot API").
+`&` is shown as written and can never break a message (docs/channels.md, "HTML style").
 """
 
 from __future__ import annotations

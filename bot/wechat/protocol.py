@@ -2,7 +2,8 @@
 against replays, safe XML, the AES envelope of safe mode and text replies. The clock is always an
 argument, so the official test vectors, whose timestamps are long past, can be checked as they are.
 
-Sources: shared/notes/channels.md (developers.weixin.qq.com, 2024 encryption guide).
+Sources: docs/channels.md, "Webhook signature" and "Safe mode" (消息加解密说明, 2024:
+https://developers.weixin.qq.com/doc/subscription/guide/dev/push/encryption.html).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ MAX_XML_BYTES = 64 * 1024
 MAX_XML_ELEMENTS = 1000
 # A request signed more than this far from our clock, either way, is a replay (or a broken clock): refused.
 MAX_CLOCK_SKEW_SECONDS = 5 * 60
-# EncodingAESKey: 43 base64 characters, 32 bytes once "=" is added (channels.md, safe mode).
+# EncodingAESKey: 43 base64 characters, 32 bytes once "=" is added (docs/channels.md, "Safe mode";
+# https://developers.weixin.qq.com/doc/oplatform/en/Third-party_Platforms/Message_Encryption/Technical_Plan.html).
 AES_KEY_CHARS = 43
 # Unix seconds have 10 digits until 2286; int() of a longer string only costs time (and refuses over 4,300
 # digits with ValueError), so anything past 12 digits is refused first.

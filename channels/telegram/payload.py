@@ -10,7 +10,8 @@ from channels.base import utf8_bytes, utf16_units
 from channels.document import IssueDocument
 from channels.links import RewrittenLink
 
-# Limits (source: ../shared/notes/channels.md, "Telegram Bot API", from the Bot API docs).
+# Limits (docs/channels.md, "Text limits"; https://core.telegram.org/bots/api#sendmessage for 4096; the
+# entity and raw-byte limits are unofficial).
 TELEGRAM_MAX_TEXT = 4096  # Bot API sendMessage: 1-4096 characters after entity parsing (UTF-16 units)
 TELEGRAM_MAX_ENTITIES = 100  # ~100 entities per message; we count every formatting tag pair
 TELEGRAM_MAX_RAW_BYTES = 32768  # raw text over 32768 bytes is rejected before entity parsing

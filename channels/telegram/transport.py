@@ -1,6 +1,6 @@
 """Sending Telegram messages with python-telegram-bot's Bot, and reading its errors as a broadcast must.
 
-Error meanings (../shared/notes/channels.md, "Telegram Bot API"): Forbidden -> the user blocked the bot;
+Error meanings (docs/channels.md, "Error meanings"): Forbidden -> the user blocked the bot;
 BadRequest "chat not found" -> a dead id; other BadRequests ("can't parse entities") are content bugs that
 no retry fixes; RetryAfter -> wait and resend; TimedOut -> the request went out and no answer came, so
 the message may have been delivered: never resent; NetworkError (5xx, connection dropped) -> resend later.

@@ -34,7 +34,8 @@ from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
 from tests.bot.wechat_helpers import AES_KEY, TOKEN, decrypt, encrypt, sign
 from tests.fakes.wechat_api import APPID
 
-# Official vectors (developers.weixin.qq.com 2024 encryption guide, via shared/notes/channels.md).
+# Official vectors (消息加解密说明, 2024; docs/channels.md, "Safe mode"):
+# https://developers.weixin.qq.com/doc/subscription/guide/dev/push/encryption.html
 GET_VECTOR = {"token": "AAAAA", "timestamp": "1714037059", "nonce": "486452656"}
 GET_SIGNATURE = "899cf89e464efb63f54ddac96b0a0a235f53aa78"
 SAFE_TOKEN, SAFE_KEY, SAFE_APPID = "AAAAA", "A" * 43, "wxba5fad812f8e6fb9"

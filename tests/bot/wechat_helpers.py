@@ -1,5 +1,5 @@
 """Driving /wechat the way WeChat does: signed query strings, the XML it pushes, safe mode's AES envelope
-(written here from the spec in shared/notes/channels.md, independently of wechatpy), and a running app
+(written here from the spec in docs/channels.md, "Safe mode", independently of wechatpy), and a running app
 whose API calls go to the fake WeChat API server.
 """
 

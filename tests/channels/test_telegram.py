@@ -4,9 +4,10 @@ The validator parses each message with its own html.parser, independently of the
 - HTML style: only b/strong, i/em, u/ins, s/strike/del, tg-spoiler, a href, code, pre (with
   code class="language-x" inside), blockquote (expandable); tags properly nested and closed; < > &
   outside tags only as entities (Bot API "Formatting options", summarised in
-  ../shared/notes/channels.md, "Telegram Bot API");
+  docs/channels.md, "HTML style");
 - sizes: 1-4096 characters after entity parsing, counted in UTF-16 code units; at most ~100
-  entities; and "raw text over 32768 bytes is rejected before parsing" (channels.md, same section);
+  entities; and "raw text over 32768 bytes is rejected before parsing" (docs/channels.md, "Text limits";
+  the entity and raw-byte limits are unofficial);
 - links: non-empty href with http(s):// or mailto:.
 
 Goldens: regenerate with JIANBAO_REGENERATE_GOLDEN=1 and read the diff before committing.
@@ -56,7 +57,7 @@ GOLDEN_POLICY = LinkPolicy("telegram", public_url="https://jianbao.example", tra
 
 # --- the validator ---------------------------------------------------------------------------------
 
-# Telegram's HTML style (channels.md): tag -> attributes it may carry.
+# Telegram's HTML style (docs/channels.md, "HTML style"): tag -> attributes it may carry.
 ALLOWED = {
     "b": set(),
     "strong": set(),
@@ -73,9 +74,9 @@ ALLOWED = {
     "pre": set(),
     "blockquote": {"expandable"},
 }
-MAX_RAW_BYTES = 32768  # channels.md: "raw text over 32768 bytes is rejected before parsing"
-MAX_UNITS = 4096  # channels.md: "1-4096 characters after entity parsing (count UTF-16 code units)"
-MAX_ENTITIES = 100  # channels.md: "~100 entities per message"
+MAX_RAW_BYTES = 32768  # docs/channels.md, "Text limits" (unofficial): raw text over 32768 bytes is rejected
+MAX_UNITS = 4096  # 1-4096 characters after entity parsing (https://core.telegram.org/bots/api#sendmessage)
+MAX_ENTITIES = 100  # docs/channels.md, "Text limits" (unofficial): ~100 entities per message
 ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9a-fA-F]+);")
 TAG = re.compile(r"<[^<>]*>")
 TAG_SHAPE = re.compile(r'</?[a-z][a-z-]*(?:\s+[a-z-]+(?:="[^"<>]*")?)*\s*>')

@@ -4,7 +4,7 @@ Routes /bot<token>/<method> as the Bot API does, takes parameters from the query
 python-telegram-bot sends: JSON-encoded values in form fields) or a JSON body, and answers in the Bot
 API's JSON shape: {"ok": true, "result": ...} or {"ok": false, "error_code", "description", "parameters"}
 with the HTTP status equal to error_code. What it checks, as the real server does (sources: the Bot API
-reference and ../shared/notes/channels.md, "Telegram Bot API"; the rules are in telegram_rules.py):
+reference and docs/channels.md, "Telegram Bot API"; the rules are in telegram_rules.py):
 
 - the token (401 Unauthorized), unknown methods (404 Not Found);
 - message text: HTML parse mode with only Telegram's tags, properly nested (tests/fakes/telegram_html.py;

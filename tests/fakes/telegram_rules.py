@@ -1,6 +1,6 @@
 """What the fake Bot API refuses, as the real one does: message texts, keyboards, inline answers,
 command lists and webhooks, each with Telegram's error wording (Bot API reference; tdlib for texts;
-../shared/notes/channels.md, "Telegram Bot API"), and the flood limits of sendMessage (`FloodControl`).
+docs/channels.md, "Telegram Bot API"), and the flood limits of sendMessage (`FloodControl`).
 tests/fakes/telegram_api.py serves them."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 from tests.fakes.telegram_html import EntityError, ParsedText, parse_html
 
-# Limits (Bot API reference; ../shared/notes/channels.md).
+# Limits (Bot API reference, https://core.telegram.org/bots/api; docs/channels.md, "Text limits" and
+# "Deep links, callbacks, inline queries"; 32768 is unofficial).
 MAX_TEXT_UNITS = 4096
 MAX_RAW_TEXT_BYTES = 32768
 MAX_CALLBACK_DATA_BYTES = 64
@@ -21,7 +22,8 @@ MAX_RESULT_ID_BYTES = 64
 MAX_NEXT_OFFSET_BYTES = 64
 MAX_CALLBACK_ANSWER_CHARS = 200
 MAX_COMMANDS = 100
-# Flood limits (Bot API FAQ "My bot is hitting limits"; channels.md): about 30 messages a second in all
+# Flood limits (Bots FAQ "My bot is hitting limits", https://core.telegram.org/bots/faq; docs/channels.md,
+# "Flood limits"): about 30 messages a second in all
 # and one a second to one chat. Telegram publishes them as guidance, not as exact rules.
 MESSAGES_PER_SECOND = 30
 SECONDS_BETWEEN_MESSAGES_TO_A_CHAT = 1.0

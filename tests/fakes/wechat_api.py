@@ -2,7 +2,7 @@
 
 Answers as api.weixin.qq.com does: HTTP 200 with JSON, {"errcode": 0, ...} on success and
 {"errcode": N, "errmsg": "..."} otherwise. What it checks, as the real one does (sources: the official
-docs as summarised in ../shared/notes/channels.md, "WeChat Official Account"):
+docs as summarised in docs/channels.md, "WeChat Official Account"):
 
 - /cgi-bin/stable_token: grant_type client_credential (40002), the AppID (40013) and secret (40125);
   issues a token valid 7200 s; normal mode hands out the current token while it is valid, force_refresh
@@ -54,7 +54,8 @@ from tests.fakes.faults import FaultPlan
 APPID = "wx0123456789abcdef"
 SECRET = "fake-app-secret-0123456789abcdef"
 TOKEN_LIFETIME_SECONDS = 7200
-MAX_TEXT_BYTES = 2048  # customer-service text; longer is 45002 (channels.md)
+# Customer-service text; longer is 45002. 2048 is unofficial (docs/channels.md, "Passive reply").
+MAX_TEXT_BYTES = 2048
 _OPENID = re.compile(r"[A-Za-z0-9_-]{28,64}")
 FAULTS = ("500", "-1", "45009", "drop", "slow")  # what a FaultPlan may inject into the two send routes
 CUSTOM_SEND = "/cgi-bin/message/custom/send"
@@ -94,7 +95,9 @@ class FakeWeChatApi:
         self.token_requests: list[bool] = []  # force_refresh of each stable_token call
         self.outside_window: set[str] = set()
         self.not_following: set[str] = set()
-        # Mass sends left; a verified subscription account has one a day (channels.md). Tests may set it.
+        # Mass sends left; a verified subscription account has one a day (docs/channels.md, "Mass send";
+        # https://developers.weixin.qq.com/doc/subscription/guide/product/message/Batch_Sends.html).
+        # Tests may set it.
         self.mass_quota = mass_quota
         self.mass_sends: list[MassSend] = []
         self.error_count = 0  # calls answered with a non-zero errcode or an HTTP error
