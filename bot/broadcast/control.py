@@ -61,7 +61,10 @@ def parse_time(text: str, settings: Settings) -> dt.datetime:
             moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(settings.timezone))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise BadInput(f"JIANBAO_TIMEZONE {settings.timezone[:40]!r} is not a known time zone") from None
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past the last moment a datetime holds, in UTC
+        raise BadInput(f"not a time: {text[:40]!r} is out of range") from None
 
 
 def parse_date(text: str) -> dt.date:

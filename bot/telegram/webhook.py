@@ -82,11 +82,11 @@ def _read_update(body: bytes, application: BotApplication) -> Update:
         raise BadInput("the body is not a Telegram update (a JSON object with update_id)")
     try:
         update = Update.de_json(data, application.bot)
-    except (TypeError, ValueError, KeyError, AttributeError, RecursionError, OverflowError):
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError, OverflowError, OSError):
         # A field of the wrong type or a required one missing: python-telegram-bot fails on it in
         # different ways, all of them meaning "not an update Telegram would send". RecursionError: a
-        # reply_to_message chain thousands deep, which de_json follows recursively. OverflowError: a date
-        # beyond what a datetime holds.
+        # reply_to_message chain thousands deep, which de_json follows recursively. OverflowError and OSError
+        # (EOVERFLOW from the platform's time functions): a date beyond what a datetime holds.
         raise BadInput("the body is not a valid Telegram update") from None
     # python-telegram-bot takes ids as they come; an object where a chat or user id belongs would fail
     # later, inside the library, as an unhashable key.

@@ -90,6 +90,7 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         b'{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": {"a": 1}, "type": "private"}, "text": "hi"}}',
         b'{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "from": {"id": [1], "is_bot": false, "first_name": "x"}, "text": "hi"}}',
         b'{"update_id": 1, "message": {"message_id": 1, "date": 1e22, "chat": {"id": 5, "type": "private"}, "text": "hi"}}',
+        b'{"update_id": 1, "message": {"message_id": 1, "date": 9223372036854775807, "chat": {"id": 5, "type": "private"}, "text": "hi"}}',
     ],
     ids=[
         "truncated",
@@ -110,6 +111,7 @@ async def test_a_missing_or_wrong_secret_is_refused_before_anything_happens(
         "chat-id-object",
         "user-id-list",
         "date-overflow",
+        "date-beyond-time-t",
     ],
 )
 async def test_a_malformed_body_is_a_one_line_400(service: TelegramService, body: bytes) -> None:

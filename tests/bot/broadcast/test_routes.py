@@ -137,6 +137,11 @@ async def test_pause_resume_cancel_through_the_api(api: Api) -> None:
         ),
         (b'{"date": "2020-07-02", "dry_run": "yes"}', 400, '"dry_run" must be true or false'),
         (
+            b'{"date": "2020-07-02", "at": "9999-12-31T23:59:59-23:59"}',
+            400,
+            "not a time: '9999-12-31T23:59:59-23:59' is out of range",
+        ),
+        (
             b'{"date": "2020-07-02", "at": ""}',
             400,
             "not a time: '' (use YYYY-MM-DD HH:MM, optionally with +08:00)",
