@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from content.errors import Unavailable
+
 # Jinja2 templates live at the top of the project (and are installed beside the packages: pyproject.toml).
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -56,6 +58,12 @@ class PushResult:
     message_id: str | None = None
     error: str | None = None  # one line, no secrets, no recipient address
     retry_after: float | None = None  # the platform's own "try again in N s"
+
+
+class ChannelDown(Unavailable):
+    """The channel cannot send anything (token refused, API root wrong): not one recipient's problem."""
+
+    kind = "channel_down"
 
 
 class Sender(Protocol):

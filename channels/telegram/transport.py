@@ -30,20 +30,16 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from channels.base import PushResult, PushStatus
+# ChannelDown lives in channels.base (every channel raises it); re-exported for the existing importers.
+from channels.base import ChannelDown, PushResult, PushStatus
 from channels.telegram.payload import TelegramMessage
-from content.errors import Unavailable
 
 # The Bot API answers sendMessage in well under a second; after this long the answer is given up on
 # and the message counts as "maybe delivered".
 SEND_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 
-
-class ChannelDown(Unavailable):
-    """The channel cannot send anything (token refused, API root wrong): not one recipient's problem."""
-
-    kind = "channel_down"
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "SEND_TIMEOUT_SECONDS", "ChannelDown", "TelegramSender"]
 
 
 class TelegramSender:
