@@ -70,6 +70,8 @@ class FormToken:
 
 
 class FormGuard:
+    """One per app (FORM_GUARD): its key is derived once, not on every page view."""
+
     def __init__(self, secret_key: str, public_url: str) -> None:
         if not secret_key:
             raise ValueError("form tokens need a secret key")
@@ -141,3 +143,7 @@ def _without_default_port(host: str) -> str:
     for port in _DEFAULT_PORTS.values():
         host = host.removesuffix(f":{port}")
     return host
+
+
+# The app's guard, shared by the pages that show forms and the routes that take them.
+FORM_GUARD = web.AppKey("form_guard", FormGuard)

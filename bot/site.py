@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bot.csrf import FormGuard
+from bot.csrf import FORM_GUARD
 from bot.errors import route_template
 from bot.services import SERVICES, Services
 from channels.base import TEMPLATE_DIR
@@ -125,14 +125,17 @@ async def issue_page(request: web.Request) -> web.Response:
     document = services.renderer.document(issue, "web")
     await _remember_web_links(request, issue, document)
     signup = services.channel_status.get("email") == ""
-    # The sign-up form's CSRF field, and its cookie where the form is shown (bot/csrf.py).
-    form_token = FormGuard(services.settings.secret_key, services.settings.public_url).offer(request)
+    # The sign-up form's CSRF field and its cookie (bot/csrf.py), only where the form is shown.
+    form_token = request.app[FORM_GUARD].offer(request) if signup else None
     template = request.app[TEMPLATES].get_template("issue.html.j2")
     html = template.render(
-        document=document, sections=_numbered(document), subscribe=signup, csrf_field=form_token.field
+        document=document,
+        sections=_numbered(document),
+        subscribe=signup,
+        csrf_field=form_token.field if form_token else "",
     )
     response = web.Response(text=html, content_type="text/html")
-    if signup:
+    if form_token:
         form_token.set_cookie(response)
     return response
 

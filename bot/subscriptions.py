@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from bot.csrf import CsrfRefused, FormGuard
+from bot.csrf import FORM_GUARD, CsrfRefused, FormGuard
 from bot.services import SERVICES, Services
 from bot.signup_caps import SignupCaps
 from bot.site import TEMPLATES
@@ -221,6 +221,7 @@ async def _signup_context(app: web.Application) -> AsyncIterator[None]:
     mailer = _mailer(services)
     signup = EmailSignup(services, mailer)
     app[SIGNUP] = signup
+    app[FORM_GUARD] = signup.forms  # the issue pages offer its tokens with the sign-up form
     await _purge_unconfirmed(services)  # sign-ups left from before a restart go now, not in an hour
     tasks = [asyncio.create_task(_keep_purging(services))]
     if mailer is not None:
