@@ -144,7 +144,7 @@ async def verify(request: web.Request) -> web.Response:
     echo = query.get("echostr", "")
     if len(echo) > MAX_ECHOSTR_CHARS:
         raise BadInput(f"echostr over {MAX_ECHOSTR_CHARS} characters")
-    return web.Response(text=echo, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(text=echo, content_type="text/plain")  # nosniff: bot/http_policy.py, every response
 
 
 async def receive(request: web.Request) -> web.Response:
