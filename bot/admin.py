@@ -87,7 +87,7 @@ async def status(request: web.Request) -> web.StreamResponse:
             state.value: await services.subscribers.count(channel=channel, status=state)
             for state in SubscriberStatus
         }
-        for channel in ("wechat", "telegram", "email")
+        for channel in services.channels.names
     }
     return web.json_response(
         {
@@ -95,5 +95,6 @@ async def status(request: web.Request) -> web.StreamResponse:
             "items": services.search.size,
             "subscribers": subscribers,
             "channels": {name: reason or "on" for name, reason in services.channel_status.items()},
+            "sending": {name: reason or "on" for name, reason in services.sending_status.items()},
         }
     )

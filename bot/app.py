@@ -24,6 +24,11 @@ from bot.metrics import Metrics
 from bot.rendering import Renderer
 from bot.services import SERVICES, Services, Storage, open_storage
 from bot.settings import Settings
+from channels.channel import needs_public_url
+from channels.email.channel import EMAIL
+from channels.registry import ChannelRegistry, channel_registry
+from channels.telegram.channel import TELEGRAM
+from channels.wechat.channel import WECHAT
 from content.demo import demo_issue_dir
 from storage.links import LinkStore
 from storage.subscribers import SubscriberStore
@@ -37,17 +42,26 @@ SEARCH_REFRESH_SECONDS = 30.0
 
 
 def channel_status(settings: Settings) -> dict[str, str]:
-    """Which channels the settings turn on; a channel whose settings are missing is simply off."""
+    """Which of the service's chat and sign-up features (WeChat's webhook, the Telegram bot, the email
+    sign-up form) the settings turn on; a feature whose settings are missing is simply off. Whether each
+    registered channel can send broadcasts is `sending_status`."""
     telegram = "" if settings.telegram_token else "off: JIANBAO_TELEGRAM_TOKEN is not set"
     if settings.telegram_token and not settings.telegram_secret:
         telegram = "refusing every update (403): JIANBAO_TELEGRAM_SECRET is required"
     email = "" if settings.smtp_url else "off: JIANBAO_SMTP_URL is not set"
     if settings.smtp_url and not settings.public_url:
-        email = "off: JIANBAO_PUBLIC_URL is needed for confirm and unsubscribe links"
+        email = f"off: {needs_public_url('confirm and unsubscribe links')}"
     return {
-        "wechat": "" if settings.wechat_token else "off: JIANBAO_WECHAT_TOKEN is not set",
-        "telegram": telegram,
-        "email": email,
+        WECHAT.name: "" if settings.wechat_token else "off: JIANBAO_WECHAT_TOKEN is not set",
+        TELEGRAM.name: telegram,
+        EMAIL.name: email,
+    }
+
+
+def sending_status(settings: Settings, channels: ChannelRegistry) -> dict[str, str]:
+    """Every registered channel -> why it cannot send broadcasts ("" when it can)."""
+    return {
+        name: f"off: {reason}" if reason else "" for name, reason in channels.off_reasons(settings).items()
     }
 
 
@@ -94,6 +108,8 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         # signed with it dies with the process, which is right for a key nobody configured.
         settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
 
+    channels = channel_registry(settings.channel_plugins)
+
     async def context(app: web.Application) -> AsyncIterator[None]:
         # Imported when an app is built, not with this module: a process that imports bot.app without
         # serving (a tool, a test's helper) then does not load the search engine (~45 MB of tantivy,
@@ -108,12 +124,14 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
             services = Services(
                 settings=settings,
                 storage=storage,
-                subscribers=SubscriberStore(storage.database),
+                subscribers=SubscriberStore(storage.database, keys=channels.address_key),
                 links=LinkStore(storage.database),
                 search=search,
-                renderer=Renderer(settings),
+                renderer=Renderer(settings, channels),
                 metrics=Metrics(),
+                channels=channels,
                 channel_status=channel_status(settings),
+                sending_status=sending_status(settings, channels),
             )
             app[SERVICES] = services
             # Everything built so far (the corpus, the index's Python side, templates) lives as long as the

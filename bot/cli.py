@@ -24,29 +24,20 @@ from bot.console import error_line as _error_line
 from bot.console import fail as _fail
 from bot.console import run as _run
 from bot.importing import import_paths
-from bot.rendering import CHANNELS, Renderer
+from bot.rendering import Renderer
 from bot.services import open_storage
-from bot.settings import load_settings
-from channels.email import EmailTemplate
+from bot.settings import Settings, load_settings
 from channels.fitting import DoesNotFit
-from channels.telegram import TelegramPayload
-from channels.wechat import WeChatPayload
+from channels.registry import ChannelRegistry, channel_registry
 from content.demo import demo_issue_dir
 from content.errors import BadInput, JianbaoError
 from content.model import Issue
 from storage.search.results import MAX_LIMIT, SearchResult
-from storage.subscribers import CHANNELS as SUBSCRIBER_CHANNELS
-from storage.subscribers import (
-    Subscriber,
-    SubscriberStatus,
-    SubscriberStore,
-    check_address,
-    normalise_topics,
-)
+from storage.subscribers import ImportRow, Subscriber, SubscriberStatus, SubscriberStore, normalise_topics
 
 app = typer.Typer(
     name="jianbao",
-    help="简报: hold, format and push a newsletter to WeChat, Telegram and email.",
+    help="简报: hold, format and push a newsletter to WeChat, Telegram, email and work-chat robots.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -205,7 +196,7 @@ def serve_command(
 ) -> None:
     """Run the service: webhooks, sign-up pages, the issue archive and the feed."""
     from bot.admin import check_admin_token
-    from bot.app import channel_status, channel_warnings
+    from bot.app import channel_status, channel_warnings, sending_status
     from bot.serving import serve
 
     settings = load_settings()
@@ -216,8 +207,12 @@ def serve_command(
     database = settings.database_url.split("@")[-1] if settings.database_url else "SQLite ./var/jianbao.db"
     console = Console()
     console.print(Text(f"jianbao on http://{host}:{port}  ·  database: {database}", style="bold"))
-    for channel, reason in channel_status(settings).items():
-        console.print(Text(f"  {channel:9s} {reason or 'on'}", style="dim" if reason else "green"))
+    for feature, reason in channel_status(settings).items():
+        console.print(Text(f"  {feature:9s} {reason or 'on'}", style="dim" if reason else "green"))
+    sending = sending_status(settings, _registry("serve", settings))
+    console.print(Text("  broadcasts:", style="bold"))
+    for channel, reason in sending.items():
+        console.print(Text(f"  {channel:9s} {reason or 'sends'}", style="dim" if reason else "green"))
     for warning in channel_warnings(settings):
         console.print(Text(f"  warning: {warning}", style="yellow"))
     console.print(Text(f"  try: http://{host}:{port}/issues  ·  .venv/bin/jianbao search 量化", style="dim"))
@@ -232,19 +227,28 @@ def serve_command(
 @app.command("render")
 def render_command(
     date: Annotated[str, typer.Argument(help="The issue's date, YYYY-MM-DD, or 'latest'.")],
-    channel: Annotated[str, typer.Option("--channel", help="telegram, wechat or email.")],
+    channel: Annotated[
+        str, typer.Option("--channel", help="A registered channel: wechat, telegram, email, ...")
+    ],
     max_messages: Annotated[
-        int | None, typer.Option("--max-messages", help="Telegram: fit the issue in at most N messages.")
+        int | None,
+        typer.Option(
+            "--max-messages", help="Fit the issue in at most N messages (channels that send several)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the payload as JSON.")] = False,
 ) -> None:
     """Show what an issue looks like on a channel, exactly as it would be sent."""
-    if channel not in CHANNELS:
-        _fail(f"render: --channel must be one of {', '.join(CHANNELS)}, not {channel!r}", code=2)
-    if max_messages is not None and (channel != "telegram" or max_messages < 1):
-        _fail("render: --max-messages takes a number of 1 or more, and only with --channel telegram", code=2)
-    wanted = _date_argument("render", date)
     settings = load_settings()
+    channels = _registry("render", settings)
+    if channel not in channels:
+        _fail(f"render: --channel must be one of {', '.join(channels.names)}, not {channel!r}", code=2)
+    if max_messages is not None and (not channels.get(channel).fits_messages or max_messages < 1):
+        several = ", ".join(found.name for found in channels if found.fits_messages)
+        _fail(
+            f"render: --max-messages takes a number of 1 or more, and only with --channel {several}", code=2
+        )
+    wanted = _date_argument("render", date)
 
     async def work() -> Issue | None:
         async with open_storage(settings) as storage:
@@ -254,22 +258,23 @@ def render_command(
     if issue is None:
         _fail(f"render: no issue dated {date}" if wanted else "render: no issues imported yet", code=1)
         return
-    renderer = Renderer(settings)
-    payload: TelegramPayload | WeChatPayload | EmailTemplate
     try:
-        if channel == "telegram":
-            payload = renderer.telegram(issue, max_messages=max_messages)
-        elif channel == "wechat":
-            payload = renderer.wechat(issue)
-        else:
-            payload = renderer.email(issue)
-    except DoesNotFit as exc:
+        rendered = Renderer(settings, channels).render(issue, channel, max_messages=max_messages)
+    except (DoesNotFit, BadInput) as exc:
         _fail(f"render: {exc}", code=1)
         return
     if as_json:
-        _emit_json(payload.to_dict())
+        _emit_json(rendered.to_dict())
     else:
-        sys.stdout.write(payload.preview() + "\n")
+        sys.stdout.write(rendered.preview() + "\n")
+
+
+def _registry(command: str, settings: Settings) -> ChannelRegistry:
+    try:
+        return channel_registry(settings.channel_plugins)
+    except ValueError as exc:
+        _fail(f"{command}: {exc}", code=1)
+        raise AssertionError("unreachable") from None
 
 
 def _date_argument(command: str, date: str) -> dt.date | None:
@@ -318,6 +323,8 @@ app.add_typer(subscribers_app, name="subscribers")
 # CSV columns: the first three are what an editor writes; export adds the rest, and import reads `status`
 # so that re-importing an export does not bring back anyone who left.
 CSV_COLUMNS = ("channel", "address", "topics", "status", "created_at", "confirmed_at", "left_at")
+# Import also reads `secret`: the credential some channels keep with an address (a Feishu robot's signing
+# secret). Export leaves it out: a subscriber list is passed around more freely than a secret should be.
 
 
 # Telegram group ids are negative: let "-100123" through as an argument rather than an unknown option.
@@ -326,19 +333,25 @@ _NEGATIVE_IDS = {"ignore_unknown_options": True}
 
 @subscribers_app.command("add", context_settings=_NEGATIVE_IDS)
 def subscribers_add_command(
-    channel: Annotated[str, typer.Argument(help="wechat, telegram or email.")],
-    address: Annotated[str, typer.Argument(help="An openid, a chat id or an email address.")],
+    channel: Annotated[str, typer.Argument(help="A registered channel: wechat, telegram, email, ...")],
+    address: Annotated[str, typer.Argument(help="An openid, a chat id, an email address, a robot's URL.")],
     topics: Annotated[str | None, typer.Option("--topics", help="Topics, comma-separated: 量化,NPU.")] = None,
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="The address's signing secret (a Feishu robot's).")
+    ] = None,
 ) -> None:
     """Add a subscriber (active at once), or bring back one who left; --topics replaces their topics."""
-    address = _subscriber_input("add", lambda: check_address(channel, address))
+    settings = load_settings()
+    channels = _registry("add", settings)
+    address = _subscriber_input("add", lambda: channels.check_address(channel, address))
+    key = _subscriber_input("add", lambda: channels.get(channel).check_secret(secret))
     wanted = _subscriber_input("add", lambda: normalise_topics([topics or ""]))
 
     async def work() -> tuple[Subscriber, str]:
-        async with open_storage(load_settings()) as storage:
-            store = SubscriberStore(storage.database)
+        async with open_storage(settings) as storage:
+            store = SubscriberStore(storage.database, keys=channels.address_key)
             found = await store.get(channel, address)
-            row, changed = await store.subscribe(channel, address, topics=wanted)
+            row, changed = await store.subscribe(channel, address, topics=wanted, secret=key)
             outcome = "already active" if not changed else "added" if found is None else "brought back"
             if topics is not None and row.topics != wanted:
                 await store.set_topics(channel, address, wanted)
@@ -351,15 +364,19 @@ def subscribers_add_command(
 
 @subscribers_app.command("remove", context_settings=_NEGATIVE_IDS)
 def subscribers_remove_command(
-    channel: Annotated[str, typer.Argument(help="wechat, telegram or email.")],
-    address: Annotated[str, typer.Argument(help="An openid, a chat id or an email address.")],
+    channel: Annotated[str, typer.Argument(help="A registered channel: wechat, telegram, email, ...")],
+    address: Annotated[str, typer.Argument(help="An openid, a chat id, an email address, a robot's URL.")],
 ) -> None:
     """Unsubscribe someone; the row stays, marked unsubscribed, so the history is kept."""
-    address = _subscriber_input("remove", lambda: check_address(channel, address))
+    settings = load_settings()
+    channels = _registry("remove", settings)
+    address = _subscriber_input("remove", lambda: channels.check_address(channel, address))
 
     async def work() -> bool:
-        async with open_storage(load_settings()) as storage:
-            return await SubscriberStore(storage.database).unsubscribe(channel, address)
+        async with open_storage(settings) as storage:
+            return await SubscriberStore(storage.database, keys=channels.address_key).unsubscribe(
+                channel, address
+            )
 
     if not _run(work()):
         _fail(f"remove: {channel} {address} is not subscribed", code=1)
@@ -417,16 +434,14 @@ def subscribers_import_command(
 ) -> None:
     """Add the subscribers of a CSV file (active at once). A bad row is reported by its line number and
     skipped; the rest are imported. Nobody who left (unsubscribed, blocked, bounced) is brought back."""
-    rows, bad = _read_subscriber_csv(path)
+    settings = load_settings()
+    channels = _registry("import", settings)
+    rows, bad = _read_subscriber_csv(path, channels)
 
     async def work() -> Counter[str]:
-        async with open_storage(load_settings()) as storage:
-            store = SubscriberStore(storage.database)
-            return Counter(
-                await store.import_active(
-                    [(channel, address, topics) for _, channel, address, topics in rows]
-                )
-            )
+        async with open_storage(settings) as storage:
+            store = SubscriberStore(storage.database, keys=channels.address_key)
+            return Counter(await store.import_active([row for _, row in rows]))
 
     outcomes = _run(work())
     for line, reason in bad:
@@ -440,10 +455,9 @@ def subscribers_import_command(
         raise typer.Exit(1)
 
 
-ImportRow = tuple[int, str, str, tuple[str, ...]]  # line, channel, address, topics
-
-
-def _read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+def _read_subscriber_csv(
+    path: Path, channels: ChannelRegistry
+) -> tuple[list[tuple[int, ImportRow]], list[tuple[int, str]]]:
     """The good rows of a subscriber CSV and the bad ones as (line, reason); the whole file is read before
     anything is written, so a file that is not CSV at all changes nothing."""
     lines = _csv_lines(path)
@@ -452,7 +466,7 @@ def _read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[tuple[int, s
     header = [name.strip().lower() for name in lines[0][1]]
     if "channel" not in header or "address" not in header:
         _fail(f"import: the first line of {path} must be the header channel,address,topics", code=2)
-    rows: list[ImportRow] = []
+    rows: list[tuple[int, ImportRow]] = []
     bad: list[tuple[int, str]] = []
     for line, record in lines[1:]:
         if isinstance(record, str):
@@ -468,8 +482,10 @@ def _read_subscriber_csv(path: Path) -> tuple[list[ImportRow], list[tuple[int, s
             continue  # an export's unsubscribed, blocked and bounced rows stay out
         channel = cells["channel"].lower()
         try:
-            address = check_address(channel, cells["address"])
-            rows.append((line, channel, address, normalise_topics([cells.get("topics", "")])))
+            address = channels.check_address(channel, cells["address"])
+            secret = channels.get(channel).check_secret(cells.get("secret") or None)
+            topics = normalise_topics([cells.get("topics", "")])
+            rows.append((line, ImportRow(channel, address, topics, secret)))
         except BadInput as exc:
             bad.append((line, exc.message))
     return rows, bad
@@ -511,10 +527,9 @@ def _subscriber_input(command: str, check: Callable[[], T]) -> T:
 
 
 def _all_subscribers(command: str, channel: str | None, status: str | None) -> list[Subscriber]:
-    if channel is not None and channel not in SUBSCRIBER_CHANNELS:
-        _fail(
-            f"{command}: --channel must be one of {', '.join(SUBSCRIBER_CHANNELS)}, not {channel!r}", code=2
-        )
+    channels = _registry(command, load_settings())
+    if channel is not None and channel not in channels:
+        _fail(f"{command}: --channel must be one of {', '.join(channels.names)}, not {channel!r}", code=2)
     statuses = [str(value) for value in SubscriberStatus]
     if status is not None and status not in statuses:
         _fail(f"{command}: --status must be one of {', '.join(statuses)}, not {status!r}", code=2)

@@ -11,12 +11,14 @@ scripts/fuzz_routes.py runs schemathesis against it, which checks that every ans
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
+from bot.services import SERVICES
 from storage.broadcasts import BroadcastState, DeliveryState
-from storage.subscribers import CHANNELS, SubscriberStatus
+from storage.subscribers import SubscriberStatus
 
 OPENAPI_PATH = "/api/openapi.json"
 JSON = "application/json"
@@ -44,147 +46,182 @@ def _counts(keys: list[str], description: str) -> dict[str, Any]:
 
 
 _ISO_TIME = {"type": "string", "description": "ISO 8601 time in UTC, e.g. 2020-07-03T00:00:00+00:00"}
-_CHANNEL = {"type": "string", "enum": list(CHANNELS)}
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "description": "Every refusal: one line saying what was wrong.",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
-        "additionalProperties": False,
-    },
-    "Status": {
-        "type": "object",
-        "required": ["issues", "items", "subscribers", "channels"],
-        "properties": {
-            "issues": {"type": "integer", "minimum": 0, "description": "issues stored"},
-            "items": {"type": "integer", "minimum": 0, "description": "items in the search index"},
-            "subscribers": {
-                "type": "object",
-                "description": "subscribers per channel and status",
-                "required": list(CHANNELS),
-                "additionalProperties": False,
-                "properties": {
-                    channel: _counts([state.value for state in SubscriberStatus], f"{channel} subscribers")
-                    for channel in CHANNELS
-                },
-            },
-            "channels": {
-                "type": "object",
-                "description": 'per channel: "on", or why it is off',
-                "additionalProperties": {"type": "string"},
-            },
+
+def _schemas(channels: Sequence[str]) -> dict[str, Any]:
+    """The schemas; which channels exist is the registry's (plug-ins included), so they are built per app."""
+    _CHANNEL = {"type": "string", "enum": list(channels)}
+    return {
+        "Error": {
+            "type": "object",
+            "description": "Every refusal: one line saying what was wrong.",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+            "additionalProperties": False,
         },
-        "additionalProperties": False,
-    },
-    "CreateBroadcast": {
-        "type": "object",
-        "description": "Start broadcasting an issue (the same as `jianbao broadcast send`).",
-        "required": ["date"],
-        "properties": {
-            "date": {"type": "string", "format": "date", "description": "the issue's date, YYYY-MM-DD"},
-            "channels": {
-                "description": "channels to send on; absent or empty: every channel that can send",
-                "oneOf": [_CHANNEL, {"type": "array", "items": _CHANNEL}],
-            },
-            "at": {
-                # RFC 3339 date-times are what clients should send; the API also takes "2026-12-01 08:00"
-                # (ISO 8601, no zone) for editors typing by hand. null is the same as absent: now.
-                "type": ["string", "null"],
-                "format": "date-time",
-                "description": (
-                    'when to start, e.g. "2026-12-01T08:00:00+08:00"; "2026-12-01 08:00" (no zone) is in '
-                    "JIANBAO_TIMEZONE; absent: now"
-                ),
-            },
-            "wechat_text": {
-                "type": "boolean",
-                "description": "also customer-service texts to WeChat followers inside their 48 h window",
-            },
-            "dry_run": {"type": "boolean", "description": "count the audience and size the payloads only"},
-        },
-        "additionalProperties": False,
-    },
-    "Broadcast": {
-        "type": "object",
-        "required": ["id", "date", "channels", "state", "options", "start_at", "created_at", "finished_at"],
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "date": {"type": "string", "format": "date"},
-            "channels": {"type": "array", "items": _CHANNEL},
-            "state": {"type": "string", "enum": [state.value for state in BroadcastState]},
-            "options": {"type": "object"},
-            "start_at": _ISO_TIME,
-            "created_at": _ISO_TIME,
-            "finished_at": {"oneOf": [_ISO_TIME, {"type": "null"}]},
-        },
-    },
-    "StartedBroadcast": {
-        "allOf": [
-            _ref("Broadcast"),
-            {
-                "type": "object",
-                "required": ["added_pending", "added_skipped"],
-                "properties": {
-                    "added_pending": {
-                        "type": "integer",
-                        "minimum": 0,
-                        "description": "deliveries this request queued",
-                    },
-                    "added_skipped": {
-                        "type": "integer",
-                        "minimum": 0,
-                        "description": "deliveries this request recorded as skipped (topics, 48 h window)",
+        "Status": {
+            "type": "object",
+            "required": ["issues", "items", "subscribers", "channels", "sending"],
+            "properties": {
+                "issues": {"type": "integer", "minimum": 0, "description": "issues stored"},
+                "items": {"type": "integer", "minimum": 0, "description": "items in the search index"},
+                "subscribers": {
+                    "type": "object",
+                    "description": "subscribers per channel and status",
+                    "required": list(channels),
+                    "additionalProperties": False,
+                    "properties": {
+                        channel: _counts(
+                            [state.value for state in SubscriberStatus], f"{channel} subscribers"
+                        )
+                        for channel in channels
                     },
                 },
-            },
-        ]
-    },
-    "BroadcastStatus": {
-        "allOf": [
-            _ref("Broadcast"),
-            {
-                "type": "object",
-                "required": ["counts", "total", "unfinished", "uncertain", "rate_per_second", "eta_seconds"],
-                "properties": {
-                    "counts": {
-                        "type": "object",
-                        "description": "deliveries per channel and state",
-                        "additionalProperties": _counts(
-                            [state.value for state in DeliveryState], "deliveries of one channel"
-                        ),
-                    },
-                    "total": {"type": "integer", "minimum": 0},
-                    "unfinished": {"type": "integer", "minimum": 0},
-                    "uncertain": {
-                        "type": "integer",
-                        "minimum": 0,
-                        "description": "sends that timed out: maybe delivered, never resent",
-                    },
-                    "rate_per_second": {"type": "number", "minimum": 0},
-                    "eta_seconds": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "null"}]},
+                "sending": {
+                    "type": "object",
+                    "description": 'per registered channel: "on" when it can send broadcasts, or why not',
+                    "required": list(channels),
+                    "additionalProperties": False,
+                    "properties": {channel: {"type": "string"} for channel in channels},
+                },
+                "channels": {
+                    "type": "object",
+                    "description": (
+                        'per chat or sign-up feature (WeChat webhook, Telegram bot, email form): "on", or '
+                        "why it is off"
+                    ),
+                    "additionalProperties": {"type": "string"},
                 },
             },
-        ]
-    },
-    "DryRun": {
-        "type": "object",
-        "required": ["dry_run", "date", "channels", "audience", "payloads"],
-        "properties": {
-            "dry_run": {"const": True},
-            "date": {"type": "string", "format": "date"},
-            "channels": {"type": "array", "items": _CHANNEL},
-            "audience": {
-                "type": "object",
-                "description": "per channel, how many subscribers would get the issue and how many not",
-                "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
-            },
-            "payloads": {"type": "object", "description": "per channel, the size of what would be sent"},
+            "additionalProperties": False,
         },
-        "additionalProperties": False,
-    },
-}
+        "CreateBroadcast": {
+            "type": "object",
+            "description": "Start broadcasting an issue (the same as `jianbao broadcast send`).",
+            "required": ["date"],
+            "properties": {
+                "date": {"type": "string", "format": "date", "description": "the issue's date, YYYY-MM-DD"},
+                "channels": {
+                    "description": "channels to send on; absent or empty: every channel that can send",
+                    "oneOf": [_CHANNEL, {"type": "array", "items": _CHANNEL}],
+                },
+                "at": {
+                    # RFC 3339 date-times are what clients should send; the API also takes "2026-12-01 08:00"
+                    # (ISO 8601, no zone) for editors typing by hand. null is the same as absent: now.
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": (
+                        'when to start, e.g. "2026-12-01T08:00:00+08:00"; "2026-12-01 08:00" (no zone) is in '
+                        "JIANBAO_TIMEZONE; absent: now"
+                    ),
+                },
+                "wechat_text": {
+                    "type": "boolean",
+                    "description": "also customer-service texts to WeChat followers inside their 48 h window",
+                },
+                "dry_run": {
+                    "type": "boolean",
+                    "description": "count the audience and size the payloads only",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Broadcast": {
+            "type": "object",
+            "required": [
+                "id",
+                "date",
+                "channels",
+                "state",
+                "options",
+                "start_at",
+                "created_at",
+                "finished_at",
+            ],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "date": {"type": "string", "format": "date"},
+                "channels": {"type": "array", "items": _CHANNEL},
+                "state": {"type": "string", "enum": [state.value for state in BroadcastState]},
+                "options": {"type": "object"},
+                "start_at": _ISO_TIME,
+                "created_at": _ISO_TIME,
+                "finished_at": {"oneOf": [_ISO_TIME, {"type": "null"}]},
+            },
+        },
+        "StartedBroadcast": {
+            "allOf": [
+                _ref("Broadcast"),
+                {
+                    "type": "object",
+                    "required": ["added_pending", "added_skipped"],
+                    "properties": {
+                        "added_pending": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "deliveries this request queued",
+                        },
+                        "added_skipped": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "deliveries recorded as skipped (topics, a channel rule)",
+                        },
+                    },
+                },
+            ]
+        },
+        "BroadcastStatus": {
+            "allOf": [
+                _ref("Broadcast"),
+                {
+                    "type": "object",
+                    "required": [
+                        "counts",
+                        "total",
+                        "unfinished",
+                        "uncertain",
+                        "rate_per_second",
+                        "eta_seconds",
+                    ],
+                    "properties": {
+                        "counts": {
+                            "type": "object",
+                            "description": "deliveries per channel and state",
+                            "additionalProperties": _counts(
+                                [state.value for state in DeliveryState], "deliveries of one channel"
+                            ),
+                        },
+                        "total": {"type": "integer", "minimum": 0},
+                        "unfinished": {"type": "integer", "minimum": 0},
+                        "uncertain": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "sends that timed out: maybe delivered, never resent",
+                        },
+                        "rate_per_second": {"type": "number", "minimum": 0},
+                        "eta_seconds": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "null"}]},
+                    },
+                },
+            ]
+        },
+        "DryRun": {
+            "type": "object",
+            "required": ["dry_run", "date", "channels", "audience", "payloads"],
+            "properties": {
+                "dry_run": {"const": True},
+                "date": {"type": "string", "format": "date"},
+                "channels": {"type": "array", "items": _CHANNEL},
+                "audience": {
+                    "type": "object",
+                    "description": "per channel, how many subscribers would get the issue and how many not",
+                    "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+                "payloads": {"type": "object", "description": "per channel, the size of what would be sent"},
+            },
+            "additionalProperties": False,
+        },
+    }
+
 
 RESPONSES: dict[str, Any] = {
     "BadInput": _error("The request is malformed; the error names what is wrong."),
@@ -302,36 +339,38 @@ PATHS: dict[str, Any] = {
     },
 }
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "jianbao admin API",
-        "version": "1",
-        "description": (
-            "The editors' API: counts and broadcasts. Every route needs "
-            "`Authorization: Bearer <JIANBAO_ADMIN_TOKEN>`; without a configured token the API does not "
-            'exist (404). Errors are JSON objects {"error": "..."}.'
-        ),
-    },
-    "security": [{"adminToken": []}],
-    "paths": PATHS,
-    "components": {
-        "securitySchemes": {
-            "adminToken": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "JIANBAO_ADMIN_TOKEN, at least 32 characters",
-            }
+
+def document(channels: Sequence[str]) -> dict[str, Any]:
+    """The OpenAPI document for a service whose registry holds `channels`."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jianbao admin API",
+            "version": "1",
+            "description": (
+                "The editors' API: counts and broadcasts. Every route needs "
+                "`Authorization: Bearer <JIANBAO_ADMIN_TOKEN>`; without a configured token the API does not "
+                'exist (404). Errors are JSON objects {"error": "..."}.'
+            ),
         },
-        "schemas": SCHEMAS,
-        "responses": RESPONSES,
-    },
-}
-
-
-_ENCODED = json.dumps(DOCUMENT, ensure_ascii=False).encode()
+        "security": [{"adminToken": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "JIANBAO_ADMIN_TOKEN, at least 32 characters",
+                }
+            },
+            "schemas": _schemas(channels),
+            "responses": RESPONSES,
+        },
+    }
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
     """The document; registered only behind the admin-token check (bot/admin.py)."""
-    return web.Response(body=_ENCODED, content_type=JSON, charset="utf-8")
+    names = request.app[SERVICES].channels.names
+    body = json.dumps(document(names), ensure_ascii=False).encode()
+    return web.Response(body=body, content_type=JSON, charset="utf-8")

@@ -1,36 +1,35 @@
 """Rendering an issue for a channel with the link policy the settings ask for.
 
-The renderers in channels/ are pure; this is where settings (public URL, tracking, UTM, secret key,
-sender address) become their arguments. One Renderer per process: it holds the Markdown parser that
-turns summaries into runs, which is worth building once.
+The renderers in channels/ are pure; this is where settings (public URL, tracking, UTM, secret key)
+become their link policy, and where a channel is looked up by name in the registry. One Renderer per
+process: it holds the Markdown parser that turns summaries into runs, which is worth building once.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Literal
 
 from bot.settings import Settings
+from channels.channel import Rendered
 from channels.document import IssueDocument, build_document, summary_parser
-from channels.email import EmailTemplate, render_email
 from channels.links import LinkPolicy, LinkRewriter
-from channels.telegram import TelegramPayload, render_telegram
-from channels.wechat import WeChatPayload, render_wechat
+from channels.registry import ChannelRegistry, channel_registry
 from content.model import Issue
 
-Channel = Literal["telegram", "wechat", "email", "web"]  # "web": the public archive pages
-CHANNELS: tuple[Channel, ...] = ("telegram", "wechat", "email")
+# The public archive pages: not a channel that sends, but their links follow the same policy.
+WEB = "web"
 
 
 class Renderer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, channels: ChannelRegistry | None = None) -> None:
         self._settings = settings
+        self.channels = channels if channels is not None else channel_registry(settings.channel_plugins)
         # Without a configured key, tracking tokens are signed with a key that dies with the process:
         # links rendered now cannot be redeemed after a restart, which is right for a preview.
         self._secret = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
         self._md = summary_parser()
 
-    def policy(self, channel: Channel) -> LinkPolicy:
+    def policy(self, channel: str) -> LinkPolicy:
         return LinkPolicy(
             channel=channel,
             public_url=self._settings.public_url or None,
@@ -39,14 +38,11 @@ class Renderer:
             secret=self._secret,
         )
 
-    def document(self, issue: Issue, channel: Channel) -> IssueDocument:
+    def document(self, issue: Issue, channel: str) -> IssueDocument:
+        """The issue as every renderer reads it, its links rewritten for `channel` (or WEB)."""
         return build_document(issue, LinkRewriter(self.policy(channel), issue.date), self._md)
 
-    def telegram(self, issue: Issue, max_messages: int | None = None) -> TelegramPayload:
-        return render_telegram(self.document(issue, "telegram"), max_messages=max_messages)
-
-    def wechat(self, issue: Issue) -> WeChatPayload:
-        return render_wechat(self.document(issue, "wechat"))
-
-    def email(self, issue: Issue) -> EmailTemplate:
-        return render_email(self.document(issue, "email"), mail_from=self._settings.mail_from)
+    def render(self, issue: Issue, channel: str, *, max_messages: int | None = None) -> Rendered:
+        """The issue as `channel` sends it; BadInput for an unknown channel, DoesNotFit when it cannot fit."""
+        found = self.channels.get(channel)
+        return found.render(self.document(issue, channel), self._settings, max_messages=max_messages)

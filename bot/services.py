@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.metrics import Metrics
 from bot.rendering import Renderer
 from bot.settings import Settings
+from channels.registry import ChannelRegistry, channel_registry
 from storage.database import Database
 from storage.issues import IssueStore
 from storage.links import LinkStore
@@ -55,8 +56,12 @@ class Services:
     search: SearchIndex
     renderer: Renderer
     metrics: Metrics
-    # channel name -> why it is off (empty when on); `serve` prints it at start
+    channels: ChannelRegistry = field(default_factory=channel_registry)
+    # The chat and sign-up features (WeChat's webhook, the Telegram bot, email sign-up) -> why each is off
+    # (empty when on); `serve` prints it at start.
     channel_status: dict[str, str] = field(default_factory=dict)
+    # Every registered channel -> why it cannot send broadcasts (empty when it can).
+    sending_status: dict[str, str] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,4 +1,10 @@
-"""The public site: health and metrics, the issue archive every channel links to, and its Atom feed."""
+"""The public site: health and metrics, the issue archive every channel links to, and its Atom feed.
+
+Routes have names (ARCHIVE, ISSUE_PAGE...), and the service's own links are built from them with
+`url_for`, never spelled out again: `absolute_url` puts JIANBAO_PUBLIC_URL in front where a link leaves
+the site (a mail, a chat message, the feed). Renderers that run without an app (channels/links.py) still
+write `/issues/{date}` and `/r/{token}` themselves.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from cachetools import FIFOCache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from yarl import URL
 
 from bot.csrf import FORM_GUARD
 from bot.errors import route_template
 from bot.services import SERVICES, Services
 from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument
+from channels.email.channel import EMAIL
 from channels.fitting import non_empty
 from content.errors import BadInput, NotFound
 from content.model import Issue
@@ -24,8 +33,9 @@ from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, MAX_OFFSET
 
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
 TEMPLATES = web.AppKey("site_templates", Environment)
-# Encoded answers of GET /search, keyed by the index generation: popular words cost a dict lookup.
-SEARCH_BODIES = web.AppKey("search_bodies", dict[tuple[int, str, int, int], bytes])
+# Encoded answers of GET /search, keyed by the index generation: popular words cost a dict lookup. Oldest
+# first out, so entries of an old generation age out.
+SEARCH_BODIES = web.AppKey("search_bodies", FIFOCache[tuple[int, str, int, int], bytes])
 SEARCH_BODY_CACHE = 1024
 # The archive pages' tracking links (channel "web") are stored once per issue version and process, not on
 # every view: issue date -> the content hash whose links are stored. Only stored issues get here, so it
@@ -37,30 +47,55 @@ _ISSUE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # A number in a query string: ASCII digits only (int() also takes "+5", " 5", "1_000" and "５"), and
 # few of them, so a 5,000-digit string costs nothing to refuse.
 _DIGITS = re.compile(r"[0-9]{1,6}")
+# Route names: request.app.router[ARCHIVE].url_for() is the archive's path.
+ARCHIVE = "archive"
+ISSUE_PAGE = "issue_page"
+FEED = "feed"
+STATIC = "static"
+# The sign-up form posts here (bot/subscriptions.py adds the route).
+SUBSCRIBE = "subscribe"
 
 
 def setup(app: web.Application) -> None:
-    app[SEARCH_BODIES] = {}
+    app[SEARCH_BODIES] = FIFOCache(maxsize=SEARCH_BODY_CACHE)
     app[WEB_LINKS_STORED] = {}
-    app[TEMPLATES] = Environment(
+    app.middlewares.insert(0, _measure)  # outermost: it sees the responses the error middleware made
+    router = app.router
+    router.add_get("/healthz", healthz, name="healthz")
+    router.add_get("/metrics", metrics, name="metrics")
+    router.add_get("/", home, name="home")
+    router.add_get("/issues", archive, name=ARCHIVE)
+    router.add_get("/issues/{date}", issue_page, name=ISSUE_PAGE)
+    router.add_get("/feed.xml", feed, name=FEED)
+    router.add_get("/search", search, name="search")
+    # The style sheet (and later other assets) as files, so the pages' CSP can forbid inline code.
+    router.add_static("/static/", SITE_TEMPLATES / "static", name=STATIC)
+    templates = Environment(
         loader=FileSystemLoader(SITE_TEMPLATES),
         autoescape=select_autoescape(["html", "xml", "j2"]),
         undefined=StrictUndefined,
     )
-    app.middlewares.insert(0, _measure)  # outermost: it sees the responses the error middleware made
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", home)
-    app.router.add_get("/issues", archive)
-    app.router.add_get("/issues/{date}", issue_page)
-    app.router.add_get("/feed.xml", feed)
-    app.router.add_get("/search", search)
-    # The style sheet (and later other assets) as files, so the pages' CSP can forbid inline code.
-    app.router.add_static("/static/", SITE_TEMPLATES / "static")
+    # What every page links to (base.html.j2), the same on every page: built once.
+    templates.globals.update(
+        archive_url=str(router[ARCHIVE].url_for()),
+        feed_url=str(router[FEED].url_for()),
+        stylesheet_url=str(router[STATIC].url_for(filename="site.css")),
+    )
+    app[TEMPLATES] = templates
+
+
+def absolute_url(public_url: str, path: URL) -> str:
+    """A path of ours (from `url_for`) under JIANBAO_PUBLIC_URL, which may itself end in a path
+    (https://example.com/jianbao): appended to it, not resolved against it."""
+    return public_url.rstrip("/") + str(path)
+
+
+def issue_url(app: web.Application, date: dt.date) -> URL:
+    return app.router[ISSUE_PAGE].url_for(date=date.isoformat())
 
 
 async def home(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/issues")
+    raise web.HTTPFound(request.app.router[ARCHIVE].url_for())
 
 
 @web.middleware
@@ -97,6 +132,7 @@ async def healthz(request: web.Request) -> web.Response:
             "issues": len(services.search.indexed),
             "items": services.search.size,
             "channels": _channels(services),
+            "sending": {name: reason or "on" for name, reason in services.sending_status.items()},
         }
     )
 
@@ -112,7 +148,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def archive(request: web.Request) -> web.Response:
     summaries = await _services(request).storage.issues.list()
-    html = request.app[TEMPLATES].get_template("issues.html.j2").render(issues=summaries)
+    issues = [(summary, str(issue_url(request.app, summary.date))) for summary in summaries]
+    html = request.app[TEMPLATES].get_template("issues.html.j2").render(issues=issues)
     return web.Response(text=html, content_type="text/html")
 
 
@@ -124,14 +161,14 @@ async def issue_page(request: web.Request) -> web.Response:
         raise NotFound(f"no issue dated {date}")
     document = services.renderer.document(issue, "web")
     await _remember_web_links(request, issue, document)
-    signup = services.channel_status.get("email") == ""
+    signup = services.channel_status.get(EMAIL.name) == ""
     # The sign-up form's CSRF field and its cookie (bot/csrf.py), only where the form is shown.
     form_token = request.app[FORM_GUARD].offer(request) if signup else None
     template = request.app[TEMPLATES].get_template("issue.html.j2")
     html = template.render(
         document=document,
         sections=_numbered(document),
-        subscribe=signup,
+        subscribe_url=str(request.app.router[SUBSCRIBE].url_for()) if signup else "",
         csrf_field=form_token.field if form_token else "",
     )
     response = web.Response(text=html, content_type="text/html")
@@ -175,14 +212,15 @@ async def search(request: web.Request) -> web.Response:
     services.metrics.searches.labels("web").inc()
     bodies = request.app[SEARCH_BODIES]
     key = (services.search.generation, query, limit, offset)
-    body = bodies.get(key)
+    try:
+        body: bytes | None = bodies[key]  # a hit: one lookup (get() would look twice)
+    except KeyError:
+        body = None
     if body is None:
         result = services.search.search(query, limit=limit, offset=offset)
         body = json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
         if len(query) <= CACHED_QUERY_CHARS:
             bodies[key] = body
-            if len(bodies) > SEARCH_BODY_CACHE:
-                bodies.pop(next(iter(bodies)))  # oldest first; entries of an old generation age out
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
@@ -207,9 +245,24 @@ def _whole_number(request: web.Request, name: str, *, default: int, low: int, hi
 async def feed(request: web.Request) -> web.Response:
     services = _services(request)
     summaries = (await services.storage.issues.list())[:FEED_ENTRIES]
+    # Atom wants absolute links: without a public URL, the address this request came to.
     base = services.settings.public_url or f"{request.scheme}://{request.host}"
-    xml = request.app[TEMPLATES].get_template("feed.xml.j2").render(issues=summaries, base=base.rstrip("/"))
+    router = request.app.router
+    xml = (
+        request.app[TEMPLATES]
+        .get_template("feed.xml.j2")
+        .render(
+            archive_url=absolute_url(base, router[ARCHIVE].url_for()),
+            self_url=absolute_url(base, router[FEED].url_for()),
+            updated=(summaries[0].updated_at if summaries else _EPOCH).isoformat(),
+            entries=[
+                (summary, absolute_url(base, issue_url(request.app, summary.date))) for summary in summaries
+            ],
+        )
+    )
     return web.Response(text=xml, content_type="application/atom+xml")
 
 
 FEED_ENTRIES = 20
+# An empty feed's <updated>: Atom requires one.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

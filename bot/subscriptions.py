@@ -18,6 +18,9 @@ name subscribers by id, never by address, and never hold a token.
 
 Sign-ups never confirmed are deleted once their link has expired (hourly, and at start), so a flood of
 sign-ups leaves no rows behind.
+
+The routes are named (CONFIRM, UNSUBSCRIBE...): the links in mails and on the pages are built from those
+names. The broadcast worker, which runs without this app, writes its unsubscribe links itself.
 """
 
 from __future__ import annotations
@@ -35,15 +38,18 @@ from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from cachetools import TTLCache
 
 from bot.csrf import FORM_GUARD, CsrfRefused, FormGuard
 from bot.services import SERVICES, Services
 from bot.signup_caps import SignupCaps
-from bot.site import TEMPLATES
+from bot.site import SUBSCRIBE, TEMPLATES, absolute_url
 from bot.tokens import CLOCK_SKEW, CONFIRM_LIFETIME, BadToken, Purpose, SubscriberTokens
-from channels.mailer import Mailer, MailRefused
+from channels.channel import needs_public_url
+from channels.email.channel import EMAIL
+from channels.email.mailer import Mailer, MailRefused
 from content.errors import BadInput, NotFound, TooManyRequests, Unavailable
-from storage.subscribers import Subscriber, SubscriberStatus, check_address, normalise_topics
+from storage.subscribers import Subscriber, SubscriberStatus, normalise_topics
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,10 @@ PURGE_EVERY_SECONDS = 3600.0
 UNCONFIRMED_LIFETIME = CONFIRM_LIFETIME + CLOCK_SKEW
 # On shutdown, how long queued mails get to leave before they are given up.
 DRAIN_SECONDS = 10.0
+# Route names (each for the GET and the POST of its path).
+CONFIRM = "confirm"
+UNSUBSCRIBE = "unsubscribe"
+TRACKED_LINK = "tracked_link"
 _SIGN_UP_PAGE = (
     "请查收邮件",
     "如果这个地址还没有订阅，我们刚发出一封确认邮件：点开其中的链接，"
@@ -90,7 +100,7 @@ class PageForm:
 class EmailSignup:
     """The sign-up machinery of one app: token signer, form guard, caps, mailer and its outbox."""
 
-    def __init__(self, services: Services, mailer: Mailer | None) -> None:
+    def __init__(self, services: Services, mailer: Mailer | None, router: web.UrlDispatcher) -> None:
         settings = services.settings
         self.tokens = SubscriberTokens(settings.secret_key)
         self.forms = FormGuard(settings.secret_key, settings.public_url)
@@ -99,22 +109,25 @@ class EmailSignup:
         )
         self.mailer = mailer
         self._settings = settings
+        self._router = router
         # Unbounded as a queue, bounded by admission: a place is reserved before anything is written.
         self._outbox: asyncio.Queue[tuple[int, EmailMessage]] = asyncio.Queue()
         self._reserved = 0
         self._mailer_down_until = 0.0  # time.monotonic() until which sign-ups get 503
-        self._last_sent: dict[int, float] = {}  # subscriber id -> time.monotonic() of its last mail
-
-    @property
-    def public_url(self) -> str:
-        return self._settings.public_url.rstrip("/")
+        # The subscribers mailed within CONFIRMATION_INTERVAL_SECONDS. Only sign-ups the caps let through
+        # get here, so the hourly cap bounds them.
+        self._recently_mailed: TTLCache[int, bool] = TTLCache(
+            maxsize=max(1, settings.signup_mails_per_hour), ttl=CONFIRMATION_INTERVAL_SECONDS
+        )
 
     def confirm_url(self, subscriber: Subscriber, now: dt.datetime) -> str:
-        return f"{self.public_url}/confirm/{self.tokens.make(Purpose.CONFIRM, subscriber, now)}"
+        token = self.tokens.make(Purpose.CONFIRM, subscriber, now)
+        return absolute_url(self._settings.public_url, self._router[CONFIRM].url_for(token=token))
 
     def unsubscribe_url(self, subscriber: Subscriber, now: dt.datetime) -> str:
         """For the List-Unsubscribe header and footer of newsletter mail (EmailTemplate.personalize)."""
-        return f"{self.public_url}/unsubscribe/{self.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)}"
+        token = self.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)
+        return absolute_url(self._settings.public_url, self._router[UNSUBSCRIBE].url_for(token=token))
 
     @contextlib.contextmanager
     def admission(self, remote: str | None, address: str) -> Iterator[None]:
@@ -140,20 +153,15 @@ class EmailSignup:
 
     def queue_confirmation(self, subscriber: Subscriber, now: dt.datetime) -> None:
         """Within `admission`, which keeps a place in the outbox for it."""
-        last = self._last_sent.get(subscriber.id)
-        moment = time.monotonic()
-        if last is not None and moment - last < CONFIRMATION_INTERVAL_SECONDS:
+        if subscriber.id in self._recently_mailed:
             log.info("subscriber %d: confirmation mail sent recently, not again", subscriber.id)
             return
         self._outbox.put_nowait((subscriber.id, self._confirmation(subscriber, now)))
-        self._last_sent = {
-            key: at for key, at in self._last_sent.items() if moment - at < CONFIRMATION_INTERVAL_SECONDS
-        }
-        self._last_sent[subscriber.id] = moment
+        self._recently_mailed[subscriber.id] = True
 
     def confirmed(self, subscriber_id: int) -> None:
         """The mail did its job: should they leave and come back, the next one may go at once."""
-        self._last_sent.pop(subscriber_id, None)
+        self._recently_mailed.pop(subscriber_id, None)
 
     async def deliver(self) -> None:
         """Send what is queued, one mail at a time, forever (a task of the app's lifetime)."""
@@ -166,14 +174,14 @@ class EmailSignup:
                 log.info("subscriber %d: confirmation mail sent", subscriber_id)
             except MailRefused as error:  # this recipient, not the server: others may still go
                 # Let them ask again at once rather than wait out the interval for a mail that never left.
-                self._last_sent.pop(subscriber_id, None)
+                self._recently_mailed.pop(subscriber_id, None)
                 log.warning("subscriber %d: confirmation mail refused: %s", subscriber_id, error.message)
             except Unavailable as error:
-                self._last_sent.pop(subscriber_id, None)
+                self._recently_mailed.pop(subscriber_id, None)
                 self._mailer_down_until = time.monotonic() + MAILER_DOWN_SECONDS
                 log.warning("subscriber %d: confirmation mail not sent: %s", subscriber_id, error.message)
             except Exception:  # a bug must not stop every later mail: log it and carry on
-                self._last_sent.pop(subscriber_id, None)
+                self._recently_mailed.pop(subscriber_id, None)
                 log.exception("subscriber %d: confirmation mail failed", subscriber_id)
             finally:
                 self._outbox.task_done()
@@ -207,19 +215,21 @@ SIGNUP = web.AppKey("email_signup", EmailSignup)
 
 def setup(app: web.Application) -> None:
     """Add this feature's routes and its own start/stop steps to the app."""
-    app.router.add_post("/subscribe", subscribe)
-    app.router.add_get("/confirm/{token}", confirm_page)  # and HEAD, which changes nothing either
-    app.router.add_post("/confirm/{token}", confirm)
-    app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
-    app.router.add_post("/unsubscribe/{token}", unsubscribe)
-    app.router.add_get("/r/{token}", redirect)
+    router = app.router
+    router.add_post("/subscribe", subscribe, name=SUBSCRIBE)
+    # A GET and a POST of one path under one name share one resource (aiohttp reuses the last one added).
+    router.add_get("/confirm/{token}", confirm_page, name=CONFIRM)  # and HEAD, which changes nothing either
+    router.add_post("/confirm/{token}", confirm, name=CONFIRM)
+    router.add_get("/unsubscribe/{token}", unsubscribe_page, name=UNSUBSCRIBE)
+    router.add_post("/unsubscribe/{token}", unsubscribe, name=UNSUBSCRIBE)
+    router.add_get("/r/{token}", redirect, name=TRACKED_LINK)
     app.cleanup_ctx.append(_signup_context)
 
 
 async def _signup_context(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     mailer = _mailer(services)
-    signup = EmailSignup(services, mailer)
+    signup = EmailSignup(services, mailer, app.router)
     app[SIGNUP] = signup
     app[FORM_GUARD] = signup.forms  # the issue pages offer its tokens with the sign-up form
     await _purge_unconfirmed(services)  # sign-ups left from before a restart go now, not in an hour
@@ -246,7 +256,7 @@ async def _keep_purging(services: Services) -> None:
 
 async def _purge_unconfirmed(services: Services) -> None:
     try:
-        purged = await services.subscribers.purge_unconfirmed(UNCONFIRMED_LIFETIME)
+        purged = await services.subscribers.purge_unconfirmed(UNCONFIRMED_LIFETIME, channel=EMAIL.name)
     except Exception as error:  # the database is briefly unreachable (or a bug): the next round tries again
         log.warning("purging expired sign-ups failed (%s); retrying later", type(error).__name__)
         return
@@ -260,14 +270,14 @@ def _mailer(services: Services) -> Mailer | None:
         return None
     reason = ""
     if not settings.public_url:
-        reason = "off: JIANBAO_PUBLIC_URL is needed for the links in sign-up mail"
+        reason = f"off: {needs_public_url('the links in sign-up mail')}"
     else:
         try:
             return Mailer(settings.smtp_url)
         except BadInput as error:
             reason = f"off: {error.message}"
     log.error("email sign-up is %s", reason)
-    services.channel_status["email"] = reason
+    services.channel_status[EMAIL.name] = reason
     return None
 
 
@@ -309,12 +319,12 @@ async def subscribe(request: web.Request) -> web.Response:
     email = form.get("email")
     if not isinstance(email, str) or not email.strip(" "):
         raise BadInput("the form needs an email address")
-    address = check_address("email", email)
+    address = services.channels.check_address(EMAIL.name, email)
     topics = normalise_topics([value for value in form.getall("topics", []) if isinstance(value, str)])
     try:
         with signup.admission(request.remote, address):
             subscriber, _ = await services.subscribers.subscribe(
-                "email", address, topics=topics, confirmed=False
+                EMAIL.name, address, topics=topics, confirmed=False
             )
             if subscriber.status == SubscriberStatus.PENDING:
                 signup.queue_confirmation(subscriber, _now())
@@ -356,7 +366,7 @@ async def confirm_page(request: web.Request) -> web.Response:
         "确认订阅嵌入式AI简报",
         f"按下面的按钮，{masked} 即订阅嵌入式AI简报。",
         "如果不是你本人的操作，关掉这个页面即可。",
-        form=PageForm(request.path, "确认订阅"),
+        form=PageForm(_own_url(request, CONFIRM), "确认订阅"),
     )
 
 
@@ -401,7 +411,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         request,
         "退订嵌入式AI简报",
         f"退订后 {_masked(subscriber.address)} 将不再收到简报。",
-        form=PageForm(request.path, "确认退订", (("List-Unsubscribe", "One-Click"),)),
+        form=PageForm(_own_url(request, UNSUBSCRIBE), "确认退订", (("List-Unsubscribe", "One-Click"),)),
     )
 
 
@@ -431,6 +441,11 @@ async def _subscriber(request: web.Request, purpose: Purpose, now: dt.datetime) 
     return await signup.tokens.verify(
         purpose, request.match_info["token"], now, services.subscribers.get_by_id
     )
+
+
+def _own_url(request: web.Request, route: str) -> str:
+    """The path of `route` for this request's token: where a page's button posts."""
+    return str(request.app.router[route].url_for(token=request.match_info["token"]))
 
 
 def _location(url: str) -> str:

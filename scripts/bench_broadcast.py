@@ -54,6 +54,7 @@ from bot.importing import import_paths
 from bot.rendering import Renderer
 from bot.settings import Settings
 from channels.base import PushStatus
+from channels.telegram import render_telegram
 from channels.telegram.payload import TelegramMessage
 from channels.telegram.transport import TelegramSender
 from content.parser import parse_issue
@@ -314,7 +315,9 @@ def add(total: Timing | None, part: Timing) -> Timing:
 
 
 def render_message(issue: Path, settings: Settings) -> TelegramMessage:
-    messages = Renderer(settings).telegram(parse_issue(read_issue_file(issue))).messages
+    messages = render_telegram(
+        Renderer(settings).document(parse_issue(read_issue_file(issue)), "telegram")
+    ).messages
     if len(messages) != 1:
         raise SystemExit(f"the benchmark issue renders as {len(messages)} messages, not 1")
     return messages[0]

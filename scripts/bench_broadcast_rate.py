@@ -44,6 +44,7 @@ from bench_broadcast import (
 
 from bot.rendering import Renderer
 from bot.settings import Settings
+from channels.telegram import render_telegram
 from content.parser import parse_issue
 from content.source import read_issue_file
 from tests.fakes.telegram_rules import MESSAGES_PER_SECOND
@@ -88,7 +89,9 @@ async def bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         issue, date = issue_file(Path(tmp), args.issue_date)
         renderer = Renderer(Settings(_env_file=None))
-        parts = len(renderer.telegram(parse_issue(read_issue_file(issue))).messages)
+        parts = len(
+            render_telegram(renderer.document(parse_issue(read_issue_file(issue)), "telegram")).messages
+        )
         print(
             f"rate: {args.chats:,} chats × {parts} message(s) of {date}, {args.workers} workers, "
             f"limits {args.rate}/s and {args.chat_interval} s per chat; the fake allows {allowed:.0f}/s"

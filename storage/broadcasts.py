@@ -7,14 +7,16 @@ The unique key (broadcast, channel, subscriber) makes starting again a no-op for
 only subscribers who joined since (or channels added since) get new rows.
 
 Who gets a pending row and who a skipped one (topics that do not match, a closed 48 h window) is the
-caller's rule, `Audience`: storage stores, the application decides.
+caller's rule, `Audience`; which rows a channel gets (one per subscriber, and/or one MASS row for a
+platform that sends to all its followers itself) is the caller's rule too (`kinds`, a `Rows`): storage
+stores, the application and its channels decide.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from content.errors import BadInput, Conflict, NotFound
 from storage.database import Database
-from storage.subscribers import CHANNELS, SubscriberStatus
-from storage.tables import BroadcastRow, DeliveryRow, SubscriberRow, core_table
+from storage.subscribers import SubscriberStatus
+from storage.tables import NAME_LENGTH, BroadcastRow, DeliveryRow, SubscriberRow, core_table
 
 # Subscribers read and delivery rows written per statement when a broadcast starts.
 START_PAGE = 5000
@@ -93,6 +95,14 @@ class Recipient:
 
 # None: the recipient gets the issue (a pending row); a string: skipped, and why.
 Audience = Callable[[Recipient], str | None]
+
+
+# channel, the broadcast's options -> (one row per subscriber, one MASS row)
+Rows = Callable[[str, Mapping[str, Any]], tuple[bool, bool]]
+
+
+def per_subscriber(_channel: str, _options: Mapping[str, Any]) -> tuple[bool, bool]:
+    return True, False
 
 
 def everyone(_recipient: Recipient) -> str | None:
@@ -164,13 +174,14 @@ class BroadcastStore:
         channels: Sequence[str],
         *,
         audience: Audience = everyone,
+        kinds: Rows = per_subscriber,
         start_at: dt.datetime | None = None,
         options: dict[str, Any] | None = None,
         page: int = START_PAGE,
     ) -> StartReport:
         """Create the broadcast of `issue_date` on `channels` with its delivery rows, or add what is
-        missing to the existing one. WeChat gets one MASS row (the mass send to all followers) and, with
-        options["wechat_text"], a DIRECT row per follower for the customer-service text."""
+        missing to the existing one. `kinds` says per channel, given the broadcast's options (merged with
+        an existing broadcast's), whether it gets a DIRECT row per subscriber and/or one MASS row."""
         wanted = _checked_channels(channels)
         now = self._clock()
         options = dict(options or {})
@@ -207,15 +218,15 @@ class BroadcastStore:
                     .values(channels=list(merged), options=merged_options, updated_at=now)
                 )
             pending = skipped = 0
-            if "wechat" in wanted and "wechat" not in before:
+            plans = {channel: kinds(channel, merged_options) for channel in wanted}
+            mass = [channel for channel in wanted if plans[channel][1] and channel not in before]
+            if mass:
                 await connection.execute(
                     self._insert_deliveries(),
-                    [_row(broadcast_id, None, "wechat", DeliveryKind.MASS, None, now)],
+                    [_row(broadcast_id, None, channel, DeliveryKind.MASS, None, now) for channel in mass],
                 )
-                pending += 1
-            direct = [
-                channel for channel in wanted if channel != "wechat" or merged_options.get("wechat_text")
-            ]
+                pending += len(mass)
+            direct = [channel for channel in wanted if plans[channel][0]]
             if direct:
                 added = await self._add_recipients(connection, broadcast_id, direct, audience, now, page)
                 pending += added[0]
@@ -231,15 +242,20 @@ class BroadcastStore:
         return StartReport(_broadcast(row), created=found is None, pending=pending, skipped=skipped)
 
     async def preview(
-        self, channels: Sequence[str], *, audience: Audience = everyone, wechat_text: bool = False
+        self,
+        channels: Sequence[str],
+        *,
+        audience: Audience = everyone,
+        kinds: Rows = per_subscriber,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[str, int]]:
-        """What `start` would create, without writing: channel -> {"pending": n, "skipped": n}."""
+        """What `start` would create, without writing: channel -> {"pending": n, "skipped": n}, and
+        {"mass": 1} for a channel's MASS row."""
         wanted = _checked_channels(channels)
-        result: dict[str, dict[str, int]] = {}
-        if "wechat" in wanted:
-            result["wechat"] = {"mass": 1}
+        plans = {channel: kinds(channel, options or {}) for channel in wanted}
+        result: dict[str, dict[str, int]] = {channel: {"mass": 1} for channel in wanted if plans[channel][1]}
         s = core_table(SubscriberRow)
-        direct = [channel for channel in wanted if channel != "wechat" or wechat_text]
+        direct = [channel for channel in wanted if plans[channel][0]]
         async with self._database.transaction() as connection:
             after = 0
             while direct:
@@ -469,8 +485,8 @@ def _checked_channels(channels: Sequence[str]) -> tuple[str, ...]:
     if not wanted:
         raise BadInput("name at least one channel")
     for channel in wanted:
-        if channel not in CHANNELS:
-            raise BadInput(f"unknown channel {channel[:20]!r}: use one of {', '.join(CHANNELS)}")
+        if not channel or len(channel) > NAME_LENGTH or not channel.isidentifier():
+            raise BadInput(f"not a channel name: {channel[:20]!r}")
     return wanted
 
 

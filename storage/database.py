@@ -1,4 +1,4 @@
-"""The connection to the database: URL normalisation, the async engine and its sessions.
+"""The connection to the database: URL normalisation, the async engine and its transactions.
 
 SQLite and PostgreSQL are both first-class; everything backend-specific about connecting lives here.
 """
@@ -119,7 +119,8 @@ class Database:
         await self.close()
 
     def session(self, transaction: TransactionKind = "plain") -> AsyncSession:
-        """A new session, to be used as `async with database.session() as session:`.
+        """A new ORM session, to be used as `async with database.session() as session:`. The stores use
+        `transaction` instead (storage/__init__.py); `transaction` takes the same kinds:
 
         "plain": the backend's default transaction (READ COMMITTED on PostgreSQL).
         "snapshot": for several SELECTs that must agree with each other while writers carry on; on
@@ -134,8 +135,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, transaction: TransactionKind = "plain") -> AsyncIterator[AsyncConnection]:
-        """A Core connection in a transaction that commits on leaving (rolls back on an exception): for
-        set-based statements that need no ORM session. `transaction` as for `session`."""
+        """A Core connection in a transaction that commits on leaving (rolls back on an exception): where
+        the stores run their statements. `transaction` is the kind, as for `session`."""
         if self._engines is None:
             raise RuntimeError("Database is not open: call `await database.open()` first")
         async with self._engines[transaction].begin() as connection:

@@ -42,6 +42,8 @@ class Claim:
     parts_done: int
     attempts: int  # including this one
     message_id: str | None
+    address_key: str | None = None  # what a signed unsubscribe link names (with id and channel)
+    secret: str | None = None  # the credential kept with the address (a Feishu robot's signing secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +125,12 @@ class DeliveryLedger:
             if not claimed:
                 return []
             subscriber_ids = [row.subscriber_id for row in claimed if row.subscriber_id is not None]
-            addresses: dict[int, str] = {}
+            addresses: dict[int, Any] = {}
             if subscriber_ids:
                 found = await connection.execute(
-                    select(s.c.id, s.c.address).where(s.c.id.in_(subscriber_ids))
+                    select(s.c.id, s.c.address, s.c.address_key, s.c.secret).where(s.c.id.in_(subscriber_ids))
                 )
-                addresses = {row.id: row.address for row in found}
+                addresses = {row.id: row for row in found}
         claims = [
             Claim(
                 id=row.id,
@@ -137,10 +139,12 @@ class DeliveryLedger:
                 channel=row.channel,
                 kind=DeliveryKind(row.kind),
                 subscriber_id=row.subscriber_id,
-                address=None if row.subscriber_id is None else addresses.get(row.subscriber_id),
+                address=_of(addresses.get(row.subscriber_id), "address"),
                 parts_done=row.parts_done,
                 attempts=row.attempts,
                 message_id=row.message_id,
+                address_key=_of(addresses.get(row.subscriber_id), "address_key"),
+                secret=_of(addresses.get(row.subscriber_id), "secret"),
             )
             for row in claimed
         ]
@@ -352,3 +356,7 @@ class DeliveryLedger:
                         record[key] = as_utc(record[key])
                 result.append(record)
             return result
+
+
+def _of(subscriber: Any, column: str) -> str | None:
+    return None if subscriber is None else getattr(subscriber, column)

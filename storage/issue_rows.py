@@ -1,4 +1,5 @@
-"""Translation between a content.model.Issue and the column values of the issue, section and item tables."""
+"""Translation between a content.model.Issue and the column values of the issue, section and item tables:
+values to insert, and the Issue the rows of a SELECT hold."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.engine import Row
+
 from content.model import Issue, Item, Link, QuickNews, Section
-from storage.tables import IssueRow, ItemRow, SectionRow
 
 
 def issue_values(issue: Issue, source_text: str) -> dict[str, Any]:
@@ -55,10 +57,10 @@ def item_values(issue_id: int, section_ids: Mapping[int, int], issue: Issue) -> 
 
 
 def issue_from_rows(
-    issue_row: IssueRow, section_rows: Sequence[SectionRow], item_rows: Sequence[ItemRow]
+    issue_row: Row[Any], section_rows: Sequence[Row[Any]], item_rows: Sequence[Row[Any]]
 ) -> Issue:
     """The Issue the rows hold, with sections and items in the order the rows are given."""
-    items_by_section: defaultdict[int | None, list[Item]] = defaultdict(list)
+    items_by_section: defaultdict[int, list[Item]] = defaultdict(list)
     for row in item_rows:
         items_by_section[row.section_id].append(_item(row))
     return Issue(
@@ -79,7 +81,7 @@ def issue_from_rows(
     )
 
 
-def _item(row: ItemRow) -> Item:
+def _item(row: Row[Any]) -> Item:
     return Item(
         position=row.position,
         title=row.title,

@@ -7,14 +7,12 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import Any
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import QueryableAttribute, defer
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from content.model import Issue
 from storage.database import Database
@@ -61,150 +59,129 @@ class IssueStore:
             return await self._save(issue, source_text)
 
     async def get(self, date: dt.date) -> Issue | None:
-        async with self._database.session("snapshot") as session, session.begin():
-            row = (await session.exec(_issue_rows().where(col(IssueRow.date) == date))).first()
-            return None if row is None else await _load_issue(session, row)
+        i = core_table(IssueRow)
+        async with self._database.transaction("snapshot") as connection:
+            row = (await connection.execute(_issue_rows().where(i.c.date == date))).first()
+            return None if row is None else await _load_issue(connection, row)
 
     async def latest(self) -> Issue | None:
-        async with self._database.session("snapshot") as session, session.begin():
-            row = (await session.exec(_issue_rows().order_by(col(IssueRow.date).desc()).limit(1))).first()
-            return None if row is None else await _load_issue(session, row)
+        i = core_table(IssueRow)
+        async with self._database.transaction("snapshot") as connection:
+            row = (await connection.execute(_issue_rows().order_by(i.c.date.desc()).limit(1))).first()
+            return None if row is None else await _load_issue(connection, row)
 
     async def list(self) -> builtins.list[IssueSummary]:
         """Every issue, newest first."""
-        async with self._database.session("snapshot") as session, session.begin():
-            issue_rows = (await session.exec(_issue_rows().order_by(col(IssueRow.date).desc()))).all()
-            section_counts = await session.exec(
-                select(col(SectionRow.issue_id), col(SectionRow.name), func.count(col(ItemRow.id)))
-                .outerjoin(ItemRow, col(ItemRow.section_id) == col(SectionRow.id))
-                .group_by(col(SectionRow.id))
-                .order_by(col(SectionRow.issue_id), col(SectionRow.position))
+        i, s, t = core_table(IssueRow), core_table(SectionRow), core_table(ItemRow)
+        async with self._database.transaction("snapshot") as connection:
+            issue_rows = (await connection.execute(_issue_rows().order_by(i.c.date.desc()))).all()
+            section_counts = await connection.execute(
+                select(s.c.issue_id, s.c.name, func.count(t.c.id))
+                .outerjoin(t, t.c.section_id == s.c.id)
+                .group_by(s.c.id)
+                .order_by(s.c.issue_id, s.c.position)
             )
             counts_by_issue: defaultdict[int, builtins.list[tuple[str, int]]] = defaultdict(list)
             for issue_id, name, count in section_counts:
                 counts_by_issue[issue_id].append((name, count))
-        return [_summary(row, tuple(counts_by_issue[_row_id(row)])) for row in issue_rows]
+        return [_summary(row, tuple(counts_by_issue[row.id])) for row in issue_rows]
 
     async def delete(self, date: dt.date) -> bool:
         """Remove the issue of `date` with its sections and items; False if there was none."""
-        async with self._database.session("write") as session, session.begin():
-            result = await session.exec(
-                delete(IssueRow)
-                .where(col(IssueRow.date) == date)
-                .execution_options(synchronize_session=False)
-            )
+        i = core_table(IssueRow)
+        async with self._database.transaction("write") as connection:
+            result = await connection.execute(delete(i).where(i.c.date == date))
             return result.rowcount > 0
 
     async def versions(self) -> dict[dt.date, str]:
         """The content hash of every stored issue: all a follower (the search index) needs to see changes."""
-        async with self._database.session() as session:
-            rows = await session.exec(select(col(IssueRow.date), col(IssueRow.content_hash)))
+        i = core_table(IssueRow)
+        async with self._database.transaction() as connection:
+            rows = await connection.execute(select(i.c.date, i.c.content_hash))
             return {date: content_hash for date, content_hash in rows}
 
     async def count(self) -> int:
-        async with self._database.session() as session:
-            return (await session.exec(select(func.count()).select_from(IssueRow))).one()
+        i = core_table(IssueRow)
+        async with self._database.transaction() as connection:
+            return int((await connection.execute(select(func.count()).select_from(i))).scalar_one())
 
     async def source_text(self, date: dt.date) -> str | None:
         """The Markdown the issue of `date` was saved from."""
-        async with self._database.session() as session:
-            return (
-                await session.exec(select(col(IssueRow.source_text)).where(col(IssueRow.date) == date))
-            ).first()
+        i = core_table(IssueRow)
+        async with self._database.transaction() as connection:
+            found = await connection.execute(select(i.c.source_text).where(i.c.date == date))
+            text: str | None = found.scalar_one_or_none()
+            return text
 
     async def _save(self, issue: Issue, source_text: str) -> SaveOutcome:
-        async with self._database.session("write") as session, session.begin():
+        i = core_table(IssueRow)
+        async with self._database.transaction("write") as connection:
             # FOR UPDATE: on PostgreSQL a concurrent save of the same date waits here until this one has
             # committed, then reads the hash this one wrote. On SQLite the write transaction already
             # serialises saves.
             found = (
-                await session.exec(
-                    select(col(IssueRow.id), col(IssueRow.content_hash))
-                    .where(col(IssueRow.date) == issue.date)
-                    .with_for_update()
+                await connection.execute(
+                    select(i.c.id, i.c.content_hash).where(i.c.date == issue.date).with_for_update()
                 )
             ).first()
             now = dt.datetime.now(dt.UTC)
             values = issue_values(issue, source_text)
             if found is None:
-                inserted = await session.exec(
-                    insert(IssueRow)
-                    .values(**values, imported_at=now, updated_at=now)
-                    .returning(col(IssueRow.id))
+                inserted = await connection.execute(
+                    insert(i).values(**values, imported_at=now, updated_at=now).returning(i.c.id)
                 )
                 issue_id: int = inserted.scalar_one()
                 outcome = SaveOutcome.CREATED
             else:
-                found_id, found_hash = found
+                issue_id, found_hash = found
                 if found_hash == issue.content_hash:
                     return SaveOutcome.UNCHANGED
-                assert found_id is not None
-                issue_id = found_id
                 # The issue row is kept, not recreated, so its id stays valid for whatever refers to it.
-                await session.exec(
-                    update(IssueRow)
-                    .where(col(IssueRow.id) == issue_id)
-                    .values(**values, updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+                await connection.execute(update(i).where(i.c.id == issue_id).values(**values, updated_at=now))
                 # The items go with their sections: ON DELETE CASCADE.
-                await session.exec(
-                    delete(SectionRow)
-                    .where(col(SectionRow.issue_id) == issue_id)
-                    .execution_options(synchronize_session=False)
-                )
+                sections = core_table(SectionRow)
+                await connection.execute(delete(sections).where(sections.c.issue_id == issue_id))
                 outcome = SaveOutcome.REPLACED
-            await _insert_sections_and_items(session, issue_id, issue)
+            await _insert_sections_and_items(connection, issue_id, issue)
             return outcome
 
 
-def _issue_rows() -> SelectOfScalar[IssueRow]:
+def _issue_rows() -> Select[Any]:
     """Issue rows without their source text, which only source_text() needs and can be long."""
-    # SQLModel types a column attribute as its value (str); on the class it is an InstrumentedAttribute.
-    source_text = cast("QueryableAttribute[str]", IssueRow.source_text)
-    return select(IssueRow).options(defer(source_text))
+    i = core_table(IssueRow)
+    return select(*(column for column in i.c if column.name != "source_text"))
 
 
-async def _load_issue(session: AsyncSession, issue_row: IssueRow) -> Issue:
-    issue_id = _row_id(issue_row)
+async def _load_issue(connection: AsyncConnection, issue_row: Row[Any]) -> Issue:
+    s, t = core_table(SectionRow), core_table(ItemRow)
     section_rows = (
-        await session.exec(
-            select(SectionRow).where(col(SectionRow.issue_id) == issue_id).order_by(col(SectionRow.position))
-        )
+        await connection.execute(select(s).where(s.c.issue_id == issue_row.id).order_by(s.c.position))
     ).all()
     item_rows = (
-        await session.exec(
-            select(ItemRow)
-            .where(col(ItemRow.issue_id) == issue_id)
-            .order_by(col(ItemRow.section_id), col(ItemRow.position))
+        await connection.execute(
+            select(t).where(t.c.issue_id == issue_row.id).order_by(t.c.section_id, t.c.position)
         )
     ).all()
     return issue_from_rows(issue_row, section_rows, item_rows)
 
 
-async def _insert_sections_and_items(session: AsyncSession, issue_id: int, issue: Issue) -> None:
+async def _insert_sections_and_items(connection: AsyncConnection, issue_id: int, issue: Issue) -> None:
     if not issue.sections:
         return
-    # Core inserts on the tables, not ORM bulk inserts: the ORM splits rows into one INSERT per set of
-    # non-NULL columns, Core sends one executemany per table. RETURNING pairs each new section id with
-    # the section's position, which is unique in the issue, so the rows may come back in any order.
+    # One executemany per table, and RETURNING pairs each new section id with the section's position,
+    # which is unique in the issue, so the rows may come back in any order.
     section_table = core_table(SectionRow)
-    inserted = await session.exec(
+    inserted = await connection.execute(
         insert(section_table).returning(section_table.c.id, section_table.c.position),
-        params=section_values(issue_id, issue),
+        section_values(issue_id, issue),
     )
     section_ids = {position: section_id for section_id, position in inserted}
     items = item_values(issue_id, section_ids, issue)
     if items:
-        await session.exec(insert(core_table(ItemRow)), params=items)
+        await connection.execute(insert(core_table(ItemRow)), items)
 
 
-def _row_id(row: IssueRow) -> int:
-    assert row.id is not None  # rows read from the database always have their id
-    return row.id
-
-
-def _summary(row: IssueRow, section_counts: tuple[tuple[str, int], ...]) -> IssueSummary:
+def _summary(row: Row[Any], section_counts: tuple[tuple[str, int], ...]) -> IssueSummary:
     return IssueSummary(
         date=row.date,
         title=row.title,

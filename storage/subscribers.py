@@ -1,8 +1,10 @@
 """The subscribers of every channel in one table: who gets the newsletter where, and on which topics.
 
-A subscriber is (channel, address): an email address, a Telegram chat id or a WeChat openid. The address is
-kept as given; two spellings of one email address (Reader@Example.com, reader@example.com) are the same
-subscriber because the unique key is on a normalised copy. Leaving is a status with a time (left_at), so a
+A subscriber is (channel, address): an email address, a Telegram chat id, a WeChat openid, a robot's key.
+Storage stores: which addresses are valid and what makes two spellings one subscriber are the channels'
+rules (channels/registry.py), handed to the store as `keys`. The address is kept as given; two spellings
+of one email address (Reader@Example.com, reader@example.com) are the same subscriber because the unique
+key is on a normalised copy. Leaving is a status with a time (left_at), so a
 later sign-up, a bounce report or an export knows the history. The one row the store deletes is an email
 sign-up never confirmed whose link has expired (`purge_unconfirmed`): it is nobody's history, and
 anyone can make such rows by filling in the form.
@@ -10,7 +12,7 @@ anyone can make such rows by filling in the form.
 For an email sign-up, `last_seen_at` is when the address last asked to join: the confirmation link the
 last sign-up mailed is dated from it (for WeChat it is the last message, which opens the reply window).
 
-`check_address` and `normalise_topics` are the input rules of the command line and the sign-up form.
+`normalise_topics` is the topic rule of the command line and the sign-up form.
 """
 
 from __future__ import annotations
@@ -21,18 +23,17 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from content.errors import BadInput
 from storage.database import Database
-from storage.tables import MAX_ADDRESS_LENGTH, SubscriberRow
+from storage.tables import MAX_ADDRESS_LENGTH, NAME_LENGTH, SubscriberRow, core_table
 
-CHANNELS = ("wechat", "telegram", "email")
 # Topic preferences: short labels (section names, keywords), a handful per subscriber.
 MAX_TOPICS = 20
 MAX_TOPIC_LENGTH = 32
@@ -41,14 +42,6 @@ MAX_LIST_LIMIT = 10_000
 # most of a minute.
 IMPORT_BATCH = 500
 
-# RFC 5321 4.5.3.1: local part <= 64 octets, whole path <= 254 usable characters. ASCII only: an
-# internationalised address needs SMTPUTF8 all along the way, which we cannot promise.
-_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
-_EMAIL_DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-# Telegram chat ids are signed 64-bit integers (groups and channels are negative).
-_TELEGRAM_CHAT_ID = re.compile(r"-?[1-9][0-9]{0,18}")
-# WeChat openids: 28 characters in practice; the documented alphabet is [A-Za-z0-9_-].
-_WECHAT_OPENID = re.compile(r"[A-Za-z0-9_-]{28,64}")
 _TOPIC_SEPARATORS = re.compile(r"[\s,;，；、]+")
 
 
@@ -58,6 +51,13 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"  # left on their own
     BLOCKED = "blocked"  # the platform refuses delivery (bot blocked, WeChat unfollowed)
     BOUNCED = "bounced"  # the mail server refuses delivery
+
+
+class ImportRow(NamedTuple):
+    channel: str
+    address: str
+    topics: Sequence[str] = ()
+    secret: str | None = None
 
 
 class ImportOutcome(StrEnum):
@@ -81,40 +81,14 @@ class Subscriber:
     created_at: dt.datetime  # UTC, like the other times
     confirmed_at: dt.datetime | None
     left_at: dt.datetime | None
-
-    @property
-    def address_key(self) -> str:
-        return address_key(self.channel, self.address)
+    address_key: str  # what makes two spellings the same subscriber (the channel's rule)
 
 
-def address_key(channel: str, address: str) -> str:
-    """What makes two addresses the same subscriber: emails compare case-insensitively, ids exactly."""
-    return address.lower() if channel == "email" else address
+# channel, address -> the unique key of the address: the channel's rule (channels.registry.address_key).
+AddressKeys = Callable[[str, str], str]
 
 
-def check_address(channel: str, address: str) -> str:
-    """The address to store for what a person typed, or BadInput naming the rule it breaks."""
-    _check_channel(channel)
-    address = address.strip(" ")
-    if channel == "email":
-        if len(address) > MAX_ADDRESS_LENGTH:
-            raise BadInput(f"an email address has at most {MAX_ADDRESS_LENGTH} characters")
-        if not address.isascii() or not address.isprintable() or " " in address:
-            raise BadInput("not a valid email address (one line, no spaces, ASCII, like name@example.com)")
-        local, at, domain = address.partition("@")
-        if not at or "@" in domain:
-            raise BadInput("an email address has exactly one @")
-        if not _EMAIL_LOCAL.fullmatch(local) or ".." in local or local.startswith(".") or local.endswith("."):
-            raise BadInput("not a valid email address (one line, no spaces, ASCII, like name@example.com)")
-        if not _EMAIL_DOMAIN.fullmatch(domain):
-            raise BadInput("not a valid email address: the part after @ must be a domain like example.com")
-        return address
-    if channel == "telegram":
-        if not _TELEGRAM_CHAT_ID.fullmatch(address) or not -(2**63) <= int(address) < 2**63:
-            raise BadInput("a Telegram chat id is an integer, like 123456789 or -1001234567890")
-        return address
-    if not _WECHAT_OPENID.fullmatch(address):
-        raise BadInput("a WeChat openid is 28-64 characters of A-Z, a-z, 0-9, _ and -")
+def exact_key(channel: str, address: str) -> str:
     return address
 
 
@@ -140,38 +114,52 @@ def _utc_now() -> dt.datetime:
 
 
 class SubscriberStore:
-    """`clock` returns the current UTC time; tests pass their own to check the timestamps."""
+    """`keys` is the channels' rule for what makes two addresses one subscriber (the service passes its
+    channel registry's); `clock` returns the current UTC time; tests pass their own to check timestamps."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        keys: AddressKeys = exact_key,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
         self._database = database
+        self._keys = keys
         self._clock = clock
 
     async def subscribe(
-        self, channel: str, address: str, *, topics: Sequence[str] = (), confirmed: bool = True
+        self,
+        channel: str,
+        address: str,
+        *,
+        topics: Sequence[str] = (),
+        confirmed: bool = True,
+        secret: str | None = None,
     ) -> tuple[Subscriber, bool]:
         """Make (channel, address) a subscriber: ACTIVE, or PENDING when `confirmed` is False (email
         sign-ups wait for their confirmation link). Returns the row and whether anything changed.
 
         A new row gets `topics`. A row that had left (unsubscribed, blocked, bounced) comes back, keeping
         its old topics unless new ones are given. An ACTIVE row stays as it is; a PENDING one becomes
-        ACTIVE only when `confirmed`.
+        ACTIVE only when `confirmed`. A `secret` given (a robot's signing secret) replaces the stored one.
         """
-        key = _checked_key(channel, address)
+        key = self._key(channel, address)
         wanted = normalise_topics(topics)
         try:
-            return await self._subscribe(channel, address, key, wanted, confirmed)
+            return await self._subscribe(channel, address, key, wanted, confirmed, secret)
         except IntegrityError:
             # Another sign-up of the same address inserted its row after we looked: now we find it.
-            return await self._subscribe(channel, address, key, wanted, confirmed)
+            return await self._subscribe(channel, address, key, wanted, confirmed, secret)
 
     async def confirm(self, channel: str, address: str) -> Subscriber | None:
         """PENDING -> ACTIVE. Returns the row when it is ACTIVE now (also if it already was), None when
         there is no such subscriber or they left meanwhile (an old confirmation link must not undo that)."""
-        key = _checked_key(channel, address)
-        async with self._database.session("write") as session, session.begin():
-            activated = {"status": SubscriberStatus.ACTIVE, "confirmed_at": self._clock()}
-            await self._update(session, channel, key, activated, only_from=(SubscriberStatus.PENDING,))
-            row = await _find(session, channel, key)
+        key = self._key(channel, address)
+        activated = {"status": SubscriberStatus.ACTIVE.value, "confirmed_at": self._clock()}
+        async with self._database.transaction("write") as connection:
+            await _update(connection, channel, key, activated, only_from=(SubscriberStatus.PENDING,))
+            row = await _find(connection, channel, key)
         if row is None or row.status != SubscriberStatus.ACTIVE:
             return None
         return _subscriber(row)
@@ -184,13 +172,13 @@ class SubscriberStore:
     async def set_status(self, channel: str, address: str, status: SubscriberStatus) -> bool:
         """Move a subscriber to `status`; True if it changed. Becoming ACTIVE sets confirmed_at and clears
         left_at; leaving (UNSUBSCRIBED, BLOCKED, BOUNCED) from ACTIVE or PENDING sets left_at."""
-        key = _checked_key(channel, address)
+        key = self._key(channel, address)
         status = SubscriberStatus(status)
-        async with self._database.session("write") as session, session.begin():
-            row = await _find(session, channel, key, for_update=True)
+        async with self._database.transaction("write") as connection:
+            row = await _find(connection, channel, key, for_update=True)
             if row is None or row.status == status:
                 return False
-            values: dict[str, Any] = {"status": status}
+            values: dict[str, Any] = {"status": status.value}
             now = self._clock()
             if status == SubscriberStatus.ACTIVE:
                 values |= {"confirmed_at": now, "left_at": None}
@@ -198,32 +186,39 @@ class SubscriberStore:
                 values |= {"left_at": None}
             elif row.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
                 values |= {"left_at": now}
-            await self._update(session, channel, key, values)
+            await _update(connection, channel, key, values)
             return True
 
     async def set_topics(self, channel: str, address: str, topics: Sequence[str]) -> bool:
         """Replace a subscriber's topics; False if there is no such subscriber."""
-        key = _checked_key(channel, address)
+        key = self._key(channel, address)
         wanted = list(normalise_topics(topics))
-        async with self._database.session("write") as session, session.begin():
-            return await self._update(session, channel, key, {"topics": wanted})
+        async with self._database.transaction("write") as connection:
+            return await _update(connection, channel, key, {"topics": wanted})
 
     async def seen(self, channel: str, address: str) -> bool:
         """They wrote to us now (WeChat: this opens the 48 h customer-service window); False if they are
         not a subscriber."""
-        key = _checked_key(channel, address)
-        async with self._database.session("write") as session, session.begin():
-            return await self._update(session, channel, key, {"last_seen_at": self._clock()})
+        key = self._key(channel, address)
+        async with self._database.transaction("write") as connection:
+            return await _update(connection, channel, key, {"last_seen_at": self._clock()})
 
     async def import_active(
-        self, rows: Sequence[tuple[str, str, Sequence[str]]]
+        self, rows: Sequence[ImportRow | tuple[str, str, Sequence[str]]]
     ) -> builtins.list[ImportOutcome]:
-        """Editors' bulk add: each (channel, address, topics) becomes ACTIVE, with its topics when it has
-        any, in transactions of IMPORT_BATCH rows. Someone who left stays out (LEFT): bringing a person
-        back is a decision about one person (`subscribe`), not a side effect of an old list."""
+        """Editors' bulk add: each row becomes ACTIVE, with its topics (and secret) when it has any, in
+        transactions of IMPORT_BATCH rows. Someone who left stays out (LEFT): bringing a person back is a
+        decision about one person (`subscribe`), not a side effect of an old list."""
+        given = [row if isinstance(row, ImportRow) else ImportRow(*row) for row in rows]
         checked = [
-            (channel, address, _checked_key(channel, address), normalise_topics(topics))
-            for channel, address, topics in rows
+            (
+                row.channel,
+                row.address,
+                self._key(row.channel, row.address),
+                normalise_topics(row.topics),
+                row.secret,
+            )
+            for row in given
         ]
         outcomes: builtins.list[ImportOutcome] = []
         for start in range(0, len(checked), IMPORT_BATCH):
@@ -234,35 +229,34 @@ class SubscriberStore:
                 outcomes += await self._import_batch(batch)
         return outcomes
 
-    async def purge_unconfirmed(self, older_than: dt.timedelta) -> int:
-        """Delete the email sign-ups never confirmed whose last sign-up is more than `older_than` ago (the
-        lifetime of the link it mailed): PENDING rows with no confirmed_at. A reader who had been ACTIVE
-        and signed up again keeps their row, whatever its status. Returns how many rows went."""
+    async def purge_unconfirmed(self, older_than: dt.timedelta, *, channel: str) -> int:
+        """Delete the sign-ups on `channel` never confirmed (email's double opt-in) whose last sign-up is
+        more than `older_than` ago (the lifetime of the link it mailed): PENDING rows with no
+        confirmed_at. A reader who had been ACTIVE and signed up again keeps their row, whatever its
+        status. Returns how many rows went."""
         cutoff = self._clock() - older_than
-        last_sign_up = func.coalesce(col(SubscriberRow.last_seen_at), col(SubscriberRow.created_at))
-        statement = delete(SubscriberRow).where(
-            col(SubscriberRow.channel) == "email",
-            col(SubscriberRow.status) == SubscriberStatus.PENDING,
-            col(SubscriberRow.confirmed_at).is_(None),
-            last_sign_up < cutoff,
+        s = core_table(SubscriberRow)
+        statement = delete(s).where(
+            s.c.channel == channel,
+            s.c.status == SubscriberStatus.PENDING.value,
+            s.c.confirmed_at.is_(None),
+            func.coalesce(s.c.last_seen_at, s.c.created_at) < cutoff,
         )
-        async with self._database.session("write") as session, session.begin():
-            result = await session.exec(statement.execution_options(synchronize_session=False))
-            return int(result.rowcount)
+        async with self._database.transaction("write") as connection:
+            return int((await connection.execute(statement)).rowcount)
 
     async def get(self, channel: str, address: str) -> Subscriber | None:
-        key = _checked_key(channel, address)
-        async with self._database.session() as session:
-            row = await _find(session, channel, key)
-            return None if row is None else _subscriber(row)
+        key = self._key(channel, address)
+        async with self._database.transaction() as connection:
+            row = await _find(connection, channel, key)
+        return None if row is None else _subscriber(row)
 
     async def get_by_id(self, subscriber_id: int) -> Subscriber | None:
         """The subscriber a signed token names (bot/tokens.py carries ids, not addresses)."""
-        async with self._database.session() as session:
-            row = (
-                await session.exec(select(SubscriberRow).where(col(SubscriberRow.id) == subscriber_id))
-            ).first()
-            return None if row is None else _subscriber(row)
+        s = core_table(SubscriberRow)
+        async with self._database.transaction() as connection:
+            row = (await connection.execute(select(s).where(s.c.id == subscriber_id))).first()
+        return None if row is None else _subscriber(row)
 
     async def list(
         self,
@@ -275,63 +269,87 @@ class SubscriberStore:
         """Subscribers in id order, `limit` at a time; pass the last id seen as `after_id` for more."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise BadInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-        query = select(SubscriberRow).where(col(SubscriberRow.id) > after_id)
+        s = core_table(SubscriberRow)
+        query = select(s).where(s.c.id > after_id)
         if channel is not None:
-            query = query.where(col(SubscriberRow.channel) == channel)
+            query = query.where(s.c.channel == channel)
         if status is not None:
-            query = query.where(col(SubscriberRow.status) == SubscriberStatus(status))
-        async with self._database.session() as session:
-            rows = (await session.exec(query.order_by(col(SubscriberRow.id)).limit(limit))).all()
-            return [_subscriber(row) for row in rows]
+            query = query.where(s.c.status == SubscriberStatus(status).value)
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(query.order_by(s.c.id).limit(limit))).all()
+        return [_subscriber(row) for row in rows]
 
     async def count(self, *, channel: str | None = None, status: SubscriberStatus | None = None) -> int:
-        query = select(func.count()).select_from(SubscriberRow)
+        s = core_table(SubscriberRow)
+        query = select(func.count()).select_from(s)
         if channel is not None:
-            query = query.where(col(SubscriberRow.channel) == channel)
+            query = query.where(s.c.channel == channel)
         if status is not None:
-            query = query.where(col(SubscriberRow.status) == SubscriberStatus(status))
-        async with self._database.session() as session:
-            return (await session.exec(query)).one()
+            query = query.where(s.c.status == SubscriberStatus(status).value)
+        async with self._database.transaction() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def secret(self, subscriber_id: int) -> str | None:
+        """The credential kept with a subscriber's address (what a sender signs with), if any."""
+        s = core_table(SubscriberRow)
+        async with self._database.transaction() as connection:
+            found = await connection.execute(select(s.c.secret).where(s.c.id == subscriber_id))
+            secret: str | None = found.scalar_one_or_none()
+        return secret
 
     async def _subscribe(
-        self, channel: str, address: str, key: str, topics: tuple[str, ...], confirmed: bool
+        self,
+        channel: str,
+        address: str,
+        key: str,
+        topics: tuple[str, ...],
+        confirmed: bool,
+        secret: str | None,
     ) -> tuple[Subscriber, bool]:
         now = self._clock()
         status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
-        async with self._database.session("write") as session, session.begin():
+        async with self._database.transaction("write") as connection:
             # FOR UPDATE: on PostgreSQL a concurrent change of this subscriber waits until we commit.
-            row = await _find(session, channel, key, for_update=True)
+            row = await _find(connection, channel, key, for_update=True)
             if row is None:
-                await _insert(session, channel, address, key, topics, now, confirmed=confirmed)
-            elif row.status in _GONE or (row.status == SubscriberStatus.PENDING and confirmed):
-                values: dict[str, Any] = {"status": status, "left_at": None}
+                await _insert(
+                    connection, channel, address, key, topics, now, confirmed=confirmed, secret=secret
+                )
+                return _subscriber(await _found(connection, channel, key)), True
+            # The secret given replaces the stored one whatever else happens (it goes with the UPDATE below
+            # when there is one), but on its own it is not a change the caller is told about.
+            values: dict[str, Any] = {}
+            if secret is not None and row.secret != secret:
+                values["secret"] = secret
+            if row.status in _GONE or (row.status == SubscriberStatus.PENDING and confirmed):
+                values |= {"status": status.value, "left_at": None}
                 if confirmed:
                     values["confirmed_at"] = now
                 else:
                     values["last_seen_at"] = now  # the sign-up its confirmation link dates from
                 if topics:
                     values["topics"] = list(topics)
-                await self._update(session, channel, key, values)
-            elif row.status == SubscriberStatus.PENDING:
+                await _update(connection, channel, key, values)
+                return _subscriber(await _found(connection, channel, key)), True
+            if row.status == SubscriberStatus.PENDING:
                 # Asked again: a new confirmation link may go out, so the row must outlive it too.
-                await self._update(session, channel, key, {"last_seen_at": now})
-                return _subscriber(row), False
-            else:
-                return _subscriber(row), False
-            found = await _find(session, channel, key)
-            assert found is not None
-            return _subscriber(found), True
+                values["last_seen_at"] = now
+            if values:
+                await _update(connection, channel, key, values)
+            return _subscriber(row), False
 
     async def _import_batch(
-        self, batch: builtins.list[tuple[str, str, str, tuple[str, ...]]]
+        self, batch: builtins.list[tuple[str, str, str, tuple[str, ...], str | None]]
     ) -> builtins.list[ImportOutcome]:
         now = self._clock()
         outcomes = []
-        async with self._database.session("write") as session, session.begin():
-            for channel, address, key, topics in batch:
-                row = await _find(session, channel, key, for_update=True)
+        async with self._database.transaction("write") as connection:
+            for channel, address, key, topics, secret in batch:
+                row = await _find(connection, channel, key, for_update=True)
                 if row is None:
-                    await _insert(session, channel, address, key, topics, now, confirmed=True)
+                    await _insert(
+                        connection, channel, address, key, topics, now, confirmed=True, secret=secret
+                    )
                     outcomes.append(ImportOutcome.NEW)
                     continue
                 if row.status in _GONE:
@@ -339,60 +357,60 @@ class SubscriberStore:
                     continue
                 values: dict[str, Any] = {}
                 if row.status == SubscriberStatus.PENDING:
-                    values |= {"status": SubscriberStatus.ACTIVE, "confirmed_at": now}
+                    values |= {"status": SubscriberStatus.ACTIVE.value, "confirmed_at": now}
                 if topics and tuple(row.topics) != topics:
                     values["topics"] = list(topics)
+                if secret is not None and row.secret != secret:
+                    values["secret"] = secret
                 if values:
-                    await self._update(session, channel, key, values)
+                    await _update(connection, channel, key, values)
                 outcomes.append(ImportOutcome.UPDATED if values else ImportOutcome.UNCHANGED)
         return outcomes
 
-    async def _update(
-        self,
-        session: AsyncSession,
-        channel: str,
-        key: str,
-        values: dict[str, Any],
-        *,
-        only_from: tuple[SubscriberStatus, ...] = (),
-    ) -> bool:
-        statement = update(SubscriberRow).where(
-            col(SubscriberRow.channel) == channel, col(SubscriberRow.address_key) == key
-        )
-        if only_from:
-            statement = statement.where(col(SubscriberRow.status).in_(only_from))
-        result = await session.exec(statement.values(**values).execution_options(synchronize_session=False))
-        return result.rowcount > 0
-
-
-def _check_channel(channel: str) -> None:
-    if channel not in CHANNELS:
-        raise BadInput(f"unknown channel {channel[:20]!r}: use one of {', '.join(CHANNELS)}")
-
-
-def _checked_key(channel: str, address: str) -> str:
-    """The unique key of (channel, address), after the checks every caller gets (the formats are the
-    callers' business: check_address)."""
-    _check_channel(channel)
-    if not address or len(address) > MAX_ADDRESS_LENGTH or not address.isprintable():
-        raise BadInput(f"an address is 1-{MAX_ADDRESS_LENGTH} printable characters")
-    return address_key(channel, address)
+    def _key(self, channel: str, address: str) -> str:
+        """The unique key of (channel, address), after the checks every caller gets (the formats are the
+        channels' business: channels.registry.check_address)."""
+        if not channel or len(channel) > NAME_LENGTH or not channel.isidentifier():
+            raise BadInput(f"a channel name is 1-{NAME_LENGTH} letters, digits and _")
+        if not address or len(address) > MAX_ADDRESS_LENGTH or not address.isprintable():
+            raise BadInput(f"an address is 1-{MAX_ADDRESS_LENGTH} printable characters")
+        return self._keys(channel, address)
 
 
 async def _find(
-    session: AsyncSession, channel: str, key: str, *, for_update: bool = False
-) -> SubscriberRow | None:
-    query = select(SubscriberRow).where(
-        col(SubscriberRow.channel) == channel, col(SubscriberRow.address_key) == key
-    )
+    connection: AsyncConnection, channel: str, key: str, *, for_update: bool = False
+) -> Row[Any] | None:
+    s = core_table(SubscriberRow)
+    query = select(s).where(s.c.channel == channel, s.c.address_key == key)
     if for_update:
         query = query.with_for_update()
-    # populate_existing: a row read again in the same session after an UPDATE shows the new values.
-    return (await session.exec(query.execution_options(populate_existing=True))).first()
+    return (await connection.execute(query)).first()
 
 
-def _subscriber(row: SubscriberRow) -> Subscriber:
-    assert row.id is not None  # rows read from the database always have their id
+async def _found(connection: AsyncConnection, channel: str, key: str) -> Row[Any]:
+    """The row just written in this transaction, read again: what the caller gets back is what is stored."""
+    row = await _find(connection, channel, key)
+    assert row is not None  # written above, in the same transaction
+    return row
+
+
+async def _update(
+    connection: AsyncConnection,
+    channel: str,
+    key: str,
+    values: dict[str, Any],
+    *,
+    only_from: tuple[SubscriberStatus, ...] = (),
+) -> bool:
+    s = core_table(SubscriberRow)
+    statement = update(s).where(s.c.channel == channel, s.c.address_key == key)
+    if only_from:
+        statement = statement.where(s.c.status.in_([status.value for status in only_from]))
+    result = await connection.execute(statement.values(**values))
+    return result.rowcount > 0
+
+
+def _subscriber(row: Row[Any]) -> Subscriber:
     return Subscriber(
         id=row.id,
         channel=row.channel,
@@ -402,6 +420,7 @@ def _subscriber(row: SubscriberRow) -> Subscriber:
         created_at=_as_utc(row.created_at),
         confirmed_at=None if row.confirmed_at is None else _as_utc(row.confirmed_at),
         left_at=None if row.left_at is None else _as_utc(row.left_at),
+        address_key=row.address_key,
     )
 
 
@@ -411,7 +430,7 @@ def _as_utc(moment: dt.datetime) -> dt.datetime:
 
 
 async def _insert(
-    session: AsyncSession,
+    connection: AsyncConnection,
     channel: str,
     address: str,
     key: str,
@@ -419,16 +438,18 @@ async def _insert(
     now: dt.datetime,
     *,
     confirmed: bool,
+    secret: str | None = None,
 ) -> None:
     """A new subscriber: ACTIVE when confirmed (or not needing it), else PENDING its double opt-in."""
-    await session.exec(
-        insert(SubscriberRow).values(
+    await connection.execute(
+        insert(core_table(SubscriberRow)).values(
             channel=channel,
             address=address,
             address_key=key,
-            status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
+            status=(SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING).value,
             topics=list(topics),
             created_at=now,
             confirmed_at=now if confirmed else None,
+            secret=secret,
         )
     )

@@ -101,8 +101,10 @@ def core_table(model: type[SQLModel]) -> Table:
 
 # The longest address any channel uses: an email address (RFC 5321 path limit).
 MAX_ADDRESS_LENGTH = 254
-# Channel names ("wechat", "telegram", "email") and subscriber statuses fit with room to spare.
+# Channel names (channels/registry.py MAX_NAME_LENGTH) and subscriber statuses fit with room to spare.
 NAME_LENGTH = 16
+# A credential kept with an address (a Feishu robot's signing secret is a few dozen characters).
+MAX_SECRET_LENGTH = 128
 # Tracking tokens are 16 base32 characters (channels/links.py); the column leaves room for a longer form.
 LINK_TOKEN_LENGTH = 32
 
@@ -131,6 +133,9 @@ class SubscriberRow(SQLModel, table=True):
     bounces: int = 0
     # The last time they wrote to us (WeChat): customer-service messages reach only those within 48 h.
     last_seen_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # What some channels need beside the address to send to it (a Feishu robot's signing secret); never
+    # shown in listings or exports.
+    secret: str | None = Field(default=None, sa_type=String(MAX_SECRET_LENGTH))
 
 
 class LinkRow(SQLModel, table=True):

@@ -1,13 +1,11 @@
-"""Who of the active subscribers gets an issue: topic preferences and WeChat's 48 h window.
+"""Who of the active subscribers gets an issue: topic preferences, and each channel's own rule (WeChat's
+48 h customer-service window: channels/wechat/channel.py).
 
 A subscriber without topics gets every issue. One with topics gets an issue that is about at least one of
 them, as a reader would judge it: the topic appears in the issue (titles, section names, tags, summaries,
 quick news; case and width folded), or the keyword search finds it in the issue, which brings the
 glossary along (a reader who chose 量化 gets an issue whose only item says "INT8"). Each distinct topic is
 decided once per broadcast.
-
-WeChat customer-service texts reach only followers who wrote to us within 48 hours (docs/channels.md,
-"Customer-service messages"); others are skipped at once rather than failing one API call each.
 """
 
 from __future__ import annotations
@@ -16,17 +14,14 @@ import datetime as dt
 import unicodedata
 from typing import TYPE_CHECKING
 
+from channels.registry import ChannelRegistry
 from content.model import Issue
 from storage.broadcasts import Audience, Recipient
 
 if TYPE_CHECKING:
     from storage.search.index import SearchIndex
 
-# WeChat customer-service window (docs/channels.md, "Customer-service messages";
-# https://developers.weixin.qq.com/doc/subscription/guide/product/kf/intro.html).
-WECHAT_WINDOW = dt.timedelta(hours=48)
 SKIP_TOPICS = "none of their topics is in this issue"
-SKIP_WINDOW = "outside WeChat's 48 h window"
 
 
 def _fold(text: str) -> str:
@@ -67,14 +62,14 @@ class TopicMatcher:
         return bool(self._index.search(topic, limit=1, cached=False).hits)
 
 
-def audience(issue: Issue, now: dt.datetime) -> Audience:
+def audience(issue: Issue, now: dt.datetime, channels: ChannelRegistry) -> Audience:
     matcher = TopicMatcher(issue)
 
     def rule(recipient: Recipient) -> str | None:
-        if recipient.channel == "wechat" and (
-            recipient.last_seen_at is None or now - recipient.last_seen_at > WECHAT_WINDOW
-        ):
-            return SKIP_WINDOW
+        if recipient.channel in channels:
+            skip = channels.get(recipient.channel).skip_reason(last_seen_at=recipient.last_seen_at, now=now)
+            if skip is not None:
+                return skip
         if recipient.topics and not any(matcher.matches(topic) for topic in recipient.topics):
             return SKIP_TOPICS
         return None

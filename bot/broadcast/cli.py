@@ -20,10 +20,10 @@ from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_d
 from bot.console import emit_json, fail, run
 from bot.services import open_storage
 from bot.settings import Settings, load_settings
+from channels.registry import ChannelRegistry, channel_registry
 from content.errors import BadInput
 from storage.broadcasts import Broadcast, BroadcastState, StartReport
 from storage.database import Database
-from storage.subscribers import check_address
 
 broadcast_app = typer.Typer(
     help="Send an issue to every subscriber, and follow or steer the sending.", no_args_is_help=True
@@ -32,7 +32,7 @@ broadcast_app = typer.Typer(
 ChannelOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--channel", "-c", help="telegram, email or wechat; repeat for several (default: all configured)."
+        "--channel", "-c", help="A registered channel; repeat for several (default: every one that can send)."
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -114,9 +114,10 @@ def _report_dict(report: StartReport) -> dict[str, object]:
 async def _test_send(
     settings: Settings, day: object, address: str, channels: list[str], as_json: bool
 ) -> None:
-    channel = channels[0] if channels else _guess_channel(address)
+    registry = channel_registry(settings.channel_plugins)
     try:
-        address = check_address(channel, address)
+        channel = channels[0] if channels else _guess_channel(registry, address)
+        address = registry.check_address(channel, address)
     except BadInput as error:
         fail(f"broadcast send --test-to: {error.message}", code=2)
     from bot.broadcast.runtime import open_worker  # here: the senders' libraries load only when needed
@@ -134,12 +135,22 @@ async def _test_send(
         raise typer.Exit(1)
 
 
-def _guess_channel(address: str) -> str:
-    if "@" in address:
-        return "email"
-    if address.lstrip("-").isdigit():
-        return "telegram"
-    return "wechat"
+def _guess_channel(registry: ChannelRegistry, address: str) -> str:
+    """The one registered channel whose address rules accept `address`."""
+    accepting = []
+    for channel in registry:
+        try:
+            channel.check_address(address)
+        except BadInput:
+            continue
+        accepting.append(channel.name)
+    if len(accepting) == 1:
+        return accepting[0]
+    if not accepting:
+        raise BadInput(f"no channel takes {address[:40]!r} as an address")
+    raise BadInput(
+        f"{address[:40]!r} could be an address on {' or '.join(accepting)}: name one with --channel"
+    )
 
 
 def _steer(verb: str) -> None:

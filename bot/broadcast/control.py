@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.broadcast.audience import audience
 from bot.rendering import Renderer
 from bot.settings import Settings
-from channels.base import utf8_bytes
+from channels.registry import ChannelRegistry, channel_registry
 from content.errors import BadInput, NotFound
 from content.model import Issue
 from storage.broadcasts import Broadcast, BroadcastStore, StartReport
 from storage.database import Database
 from storage.issues import IssueStore
-from storage.subscribers import CHANNELS
 
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
     date: dt.date
-    channels: tuple[str, ...] = ()  # empty: every channel that is configured for sending
+    channels: tuple[str, ...] = ()  # empty: every registered channel that can send
     at: dt.datetime | None = None  # None: now
     wechat_text: bool = False  # also customer-service texts to followers inside their 48 h window
     dry_run: bool = False
@@ -74,59 +74,53 @@ def parse_date(text: str) -> dt.date:
         raise BadInput(f"not a date: {text[:40]!r} (use YYYY-MM-DD)") from None
 
 
-def sending_channels(settings: Settings) -> dict[str, str]:
-    """channel -> why it cannot send broadcasts ("" when it can)."""
-    email = ""
-    if not settings.smtp_url:
-        email = "JIANBAO_SMTP_URL is not set"
-    elif not settings.public_url:
-        email = "JIANBAO_PUBLIC_URL is needed for the unsubscribe link in every mail"
-    elif not settings.secret_key:
-        email = "JIANBAO_SECRET_KEY is needed: unsubscribe links must keep working after a restart"
-    wechat = "" if settings.wechat_appid and settings.wechat_secret else "JIANBAO_WECHAT_APPID/SECRET not set"
-    return {
-        "telegram": "" if settings.telegram_token else "JIANBAO_TELEGRAM_TOKEN is not set",
-        "email": email,
-        "wechat": wechat,
-    }
-
-
-def checked_channels(settings: Settings, channels: tuple[str, ...]) -> tuple[str, ...]:
-    reasons = sending_channels(settings)
-    for channel in channels:
-        if channel not in CHANNELS:
-            raise BadInput(f"unknown channel {channel[:20]!r}: use one of {', '.join(CHANNELS)}")
-        if reasons[channel]:
-            raise BadInput(f"{channel} cannot send: {reasons[channel]}")
-    if channels:
-        return tuple(dict.fromkeys(channels))
-    ready = tuple(channel for channel in CHANNELS if not reasons[channel])
+def checked_channels(
+    channels: ChannelRegistry, settings: Settings, wanted: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The channels named (each known and able to send), or, when none is named, every one that can."""
+    reasons = channels.off_reasons(settings)
+    for name in wanted:
+        channels.get(name)  # BadInput naming the known channels
+        if reasons[name]:
+            raise BadInput(f"{name} cannot send: {reasons[name]}")
+    if wanted:
+        return tuple(dict.fromkeys(wanted))
+    ready = tuple(name for name, reason in reasons.items() if not reason)
     if not ready:
-        raise BadInput(
-            "no channel can send: set JIANBAO_TELEGRAM_TOKEN, JIANBAO_SMTP_URL (with PUBLIC_URL and "
-            "SECRET_KEY) or JIANBAO_WECHAT_APPID/SECRET"
-        )
+        why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+        raise BadInput(f"no channel can send ({why})")
     return ready
 
 
 class BroadcastControl:
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, channels: ChannelRegistry | None = None
+    ) -> None:
         self._settings = settings
+        self._channels = channels if channels is not None else channel_registry(settings.channel_plugins)
         self._issues = IssueStore(database)
         self.broadcasts = BroadcastStore(database)
 
     async def send(self, request: SendRequest) -> StartReport | DryRun:
         issue = await self._issue(request.date)
-        channels = checked_channels(self._settings, request.channels)
+        names = checked_channels(self._channels, self._settings, request.channels)
         now = dt.datetime.now(dt.UTC)
-        rule = audience(issue, now)
-        if request.dry_run:
-            counts = await self.broadcasts.preview(channels, audience=rule, wechat_text=request.wechat_text)
-            return DryRun(request.date, channels, counts, _payload_sizes(issue, channels, self._settings))
+        rule = audience(issue, now, self._channels)
         options = {"wechat_text": True} if request.wechat_text else {}
+        if request.dry_run:
+            counts = await self.broadcasts.preview(names, audience=rule, kinds=self._rows, options=options)
+            return DryRun(request.date, names, counts, self._payload_sizes(issue, names))
         return await self.broadcasts.start(
-            request.date, channels, audience=rule, start_at=request.at, options=options
+            request.date, names, audience=rule, kinds=self._rows, start_at=request.at, options=options
         )
+
+    def _rows(self, name: str, options: Mapping[str, Any]) -> tuple[bool, bool]:
+        plan = self._channels.get(name).plan(options)
+        return plan.direct, plan.mass
+
+    def _payload_sizes(self, issue: Issue, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        renderer = Renderer(self._settings, self._channels)
+        return {name: dict(renderer.render(issue, name).sizes) for name in names}
 
     async def find(self, reference: str) -> Broadcast:
         """A broadcast by id ("12") or by its issue's date ("2020-07-02")."""
@@ -144,21 +138,3 @@ class BroadcastControl:
         if issue is None:
             raise NotFound(f"no issue of {date} in the database (import it first)")
         return issue
-
-
-def _payload_sizes(issue: Issue, channels: tuple[str, ...], settings: Settings) -> dict[str, dict[str, Any]]:
-    renderer = Renderer(settings)
-    sizes: dict[str, dict[str, Any]] = {}
-    if "telegram" in channels:
-        telegram = renderer.telegram(issue)
-        sizes["telegram"] = {
-            "messages": len(telegram.messages),
-            "characters": [m.length for m in telegram.messages],
-        }
-    if "wechat" in channels:
-        wechat = renderer.wechat(issue)
-        sizes["wechat"] = {"title": wechat.article.title, "text_bytes": utf8_bytes(wechat.text)}
-    if "email" in channels:
-        email = renderer.email(issue)
-        sizes["email"] = {"subject": email.subject, "html_bytes": email.html_worst_bytes}
-    return sizes

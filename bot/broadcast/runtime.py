@@ -1,5 +1,5 @@
-"""Building a broadcast worker from the settings: senders for the channels that are configured, shared
-rates (PostgreSQL) or local ones (SQLite, one worker), the ledger and the payload cache.
+"""Building a broadcast worker from the settings: a sender for each registered channel that can send,
+shared rates (PostgreSQL) or local ones (SQLite, one worker), the ledger and the payload cache.
 
 Used by `jianbao worker`, by `serve` (its in-process worker) and by the tests, so all three run the same
 composition. Senders are opened in order and closed in reverse.
@@ -15,17 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
-
-from bot.broadcast.control import sending_channels
 from bot.broadcast.payloads import PayloadCache
 from bot.broadcast.worker import BroadcastWorker, Senders, WorkerConfig
 from bot.rendering import Renderer
 from bot.settings import Settings
 from bot.tokens import SubscriberTokens
-from channels.mailer import SmtpPool
-from channels.telegram.transport import ChannelDown, TelegramSender
-from channels.wechat_api import WeChatApi
+from channels.base import ChannelDown
+from channels.registry import ChannelRegistry, channel_registry
+from content.errors import BadInput
 from storage.broadcasts import BroadcastStore
 from storage.database import Database
 from storage.deliveries import DeliveryLedger
@@ -49,21 +46,22 @@ def worker_config(settings: Settings) -> WorkerConfig:
         poll_seconds=settings.worker_poll_seconds,
         max_attempts=max(1, settings.max_attempts),
         retry_seconds=settings.retry_seconds,
-        chat_interval=settings.telegram_chat_interval if settings.rate_limits else 0.0,
     )
 
 
-def rates(settings: Settings, database: Database) -> dict[str, Rate]:
+def rates(settings: Settings, database: Database, channels: ChannelRegistry) -> dict[str, Rate]:
+    """Each channel's account-wide rate: shared by every worker on PostgreSQL, local on SQLite."""
     if not settings.rate_limits:
         return {}
     made: dict[str, Rate] = {}
-    for channel, per_second in (("telegram", settings.telegram_rate), ("email", settings.email_rate)):
+    for channel in channels:
+        per_second = channel.rate(settings)
         if per_second <= 0:
-            made[channel] = Unlimited()
+            made[channel.name] = Unlimited()
         elif database.backend == "postgresql":
-            made[channel] = SharedRate(database, channel, per_second)
+            made[channel.name] = SharedRate(database, channel.name, per_second)
         else:
-            made[channel] = LocalRate(per_second)
+            made[channel.name] = LocalRate(per_second)
     return made
 
 
@@ -80,52 +78,32 @@ async def open_worker(
     settings: Settings, database: Database, *, name: str | None = None
 ) -> AsyncIterator[WorkerParts]:
     """A worker on an open, migrated database, with a sender for each configured channel."""
-    reasons = sending_channels(settings)
+    channels = channel_registry(settings.channel_plugins)
     async with AsyncExitStack() as stack:
-        senders = Senders(public_url=settings.public_url)
-        if not reasons["telegram"]:
-            telegram = TelegramSender(
-                settings.telegram_token,
-                settings.telegram_api_url,
-                connections=max(1, settings.worker_concurrency),
-                timeout=settings.send_timeout,
-            )
-            stack.push_async_callback(telegram.close)
-            try:
-                await telegram.start()
-            except ChannelDown as error:
-                log.error("broadcast worker: telegram is off (%s)", error.message)
-            else:
-                senders.telegram = telegram
-        if not reasons["email"]:
-            pool = SmtpPool(settings.smtp_url, size=settings.smtp_connections, timeout=settings.send_timeout)
-            stack.push_async_callback(pool.close)
-            senders.email = pool
-            senders.tokens = SubscriberTokens(settings.secret_key)
-        if not reasons["wechat"]:
-            session = await stack.enter_async_context(aiohttp.ClientSession())
-            api = WeChatApi(
-                session,
-                base_url=settings.wechat_api_url,
-                appid=settings.wechat_appid,
-                secret=settings.wechat_secret,
-            )
-            api.timeout = settings.send_timeout
-            senders.wechat = api
-            senders.wechat_thumb_media_id = settings.wechat_thumb_media_id
-        for channel, reason in reasons.items():
+        tokens = SubscriberTokens(settings.secret_key) if settings.secret_key else None
+        senders = Senders(tokens=tokens, public_url=settings.public_url)
+        for channel in channels:
+            reason = channel.off_reason(settings)
             if reason:
-                log.info("broadcast worker: %s is off (%s)", channel, reason)
+                log.info("broadcast worker: %s is off (%s)", channel.name, reason)
+                continue
+            try:
+                sender = await channel.open_sender(settings)
+            except (ChannelDown, BadInput) as error:  # BadInput: a setting it cannot use (a malformed URL)
+                log.error("broadcast worker: %s is off (%s)", channel.name, error.message)
+                continue
+            stack.push_async_callback(sender.close)
+            senders.open[channel.name] = (channel, sender)
         broadcasts = BroadcastStore(database)
         ledger = DeliveryLedger(database, bounce_limit=settings.bounce_limit)
-        payloads = PayloadCache(IssueStore(database), LinkStore(database), Renderer(settings))
+        payloads = PayloadCache(IssueStore(database), LinkStore(database), Renderer(settings, channels))
         worker = BroadcastWorker(
             name=name or worker_name(),
             broadcasts=broadcasts,
             ledger=ledger,
             payloads=payloads,
             senders=senders,
-            rates=rates(settings, database),
+            rates=rates(settings, database, channels),
             config=worker_config(settings),
         )
         yield WorkerParts(worker=worker, broadcasts=broadcasts, ledger=ledger, channels=senders.channels)

@@ -1,21 +1,17 @@
-"""The broadcast worker: claim due deliveries, send each on its channel, record what happened.
+"""The broadcast worker: claim due deliveries, look each one's channel up, deliver, record what happened.
 
-Per delivery (a task; `concurrency` at once):
-- Telegram: the issue's messages in order, from the part the delivery had reached, each after a slot of
-  the shared rate (30/s over all workers) and at least `chat_interval` after the previous message to
-  the same chat (1/s per chat). Progress is recorded after every part, so a worker that dies mid-issue
-  is continued, not restarted, by the next one.
-- Email: the issue's template with the subscriber's address and signed unsubscribe link substituted
-  (no rendering per subscriber), through a pool of SMTP connections at the shared email rate.
-- WeChat: the MASS delivery adds the article as a draft (its media_id is recorded as progress, so a
-  retry reuses it) and mass-sends it with a clientmsgid fixed per broadcast, so a resend after a crash
-  is answered 45065 ("already sent") instead of reaching followers twice. DIRECT deliveries are
-  customer-service texts.
+Per delivery (a task; `concurrency` at once) the channel pushes what is left of it
+(channels/channel.py `Channel.deliver`): its own rules decide the parts (Telegram's messages one per
+second per chat, WeChat's draft then one mass send with a clientmsgid fixed per broadcast, a mail through
+the SMTP pool, a robot's messages within its 20 a minute), and every part it reports through the `Pace`
+is recorded before the next goes out, so a worker that dies mid-issue is continued, not restarted, by the
+next one. The channel's shared rate (over all workers) is the `Pace`'s slot.
 
 Outcomes: sent (maybe with `uncertain`: a timeout left it open, and it is never resent), retried with
-exponential backoff (or the platform's retry_after, which also holds the shared rate so every worker
-pauses), failed (content refused, blocked, bounced, out of attempts) or skipped. A blocked chat makes
-its subscriber BLOCKED; hard bounces are counted and make the subscriber BOUNCED at the limit.
+exponential backoff (or the platform's retry_after, which for a channel that throttles the whole account
+also holds its shared rate so every worker pauses), failed (content refused, blocked, bounced, out of
+attempts) or skipped. A blocked chat makes its subscriber BLOCKED; hard bounces are counted and make the
+subscriber BOUNCED at the limit. A channel that cannot send at all (ChannelDown) is paused for a minute.
 """
 
 from __future__ import annotations
@@ -27,16 +23,14 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.broadcast.payloads import PayloadCache
 from bot.broadcast.recorder import Recorder
 from bot.tokens import Purpose, SubscriberTokens
-from channels.base import PushResult, PushStatus
-from channels.mailer import SmtpPool
-from channels.telegram.transport import ChannelDown, TelegramSender
-from channels.wechat_api import CredentialError, WeChatApi, WeChatApiError, WeChatUnreachable
+from channels.base import ChannelDown, PushResult, PushStatus
+from channels.channel import Channel, Delivery
 from content.errors import JianbaoError
 from storage.broadcasts import BroadcastStore, DeliveryKind, DeliveryState
 from storage.deliveries import Claim, DeliveryLedger, Result
@@ -58,23 +52,35 @@ class WorkerConfig:
     poll_seconds: float = 1.0
     max_attempts: int = 8
     retry_seconds: float = 30.0
-    chat_interval: float = 1.0
 
 
 @dataclass
 class Senders:
-    telegram: TelegramSender | None = None
-    email: SmtpPool | None = None
-    wechat: WeChatApi | None = None
-    wechat_thumb_media_id: str = ""
-    # Email needs both to build each subscriber's unsubscribe link.
+    """The channels this worker sends on, each with its open sender."""
+
+    open: dict[str, tuple[Channel[Any], Any]] = field(default_factory=dict)
+    # A channel with `personal_links` needs both to build each subscriber's unsubscribe link.
     tokens: SubscriberTokens | None = None
     public_url: str = ""
 
     @property
     def channels(self) -> tuple[str, ...]:
-        named = {"telegram": self.telegram, "email": self.email, "wechat": self.wechat}
-        return tuple(name for name, sender in named.items() if sender is not None)
+        return tuple(self.open)
+
+
+class _DeliveryPace:
+    """One delivery's side of the Pace protocol: the channel's shared rate, and its progress recorded."""
+
+    def __init__(self, worker: BroadcastWorker, claim: Claim, rate: Rate) -> None:
+        self._worker = worker
+        self._claim = claim
+        self._rate = rate
+
+    async def slot(self) -> None:
+        await self._rate.acquire()
+
+    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        self._worker.record_progress(self._claim, parts_done, message_id, uncertain)
 
 
 def _utc_now() -> dt.datetime:
@@ -158,8 +164,9 @@ class BroadcastWorker:
             parts_done=0,
             attempts=self._config.max_attempts,
             message_id=None,
+            address_key=address,
         )
-        if channel not in self._senders.channels:
+        if channel not in self._senders.open:
             raise ChannelDown(f"{channel} is not configured for sending")
         return await self._send(claim)
 
@@ -170,7 +177,7 @@ class BroadcastWorker:
 
     def _open_channels(self) -> list[str]:
         now = time.monotonic()
-        return [name for name in self._senders.channels if self._down_until.get(name, 0.0) <= now]
+        return [name for name in self._senders.open if self._down_until.get(name, 0.0) <= now]
 
     async def _finish_broadcasts(self) -> bool:
         """Mark running broadcasts with nothing left as done; True when none is running any more."""
@@ -233,144 +240,71 @@ class BroadcastWorker:
         )
 
     async def _send(self, claim: Claim) -> Result:
-        if claim.channel == "telegram":
-            return await self._telegram(claim)
-        if claim.channel == "email":
-            return await self._email(claim)
-        if claim.kind == DeliveryKind.MASS:
-            return await self._wechat_mass(claim)
-        return await self._wechat_text(claim)
+        channel, sender = self._senders.open[claim.channel]
+        rendered = await self._payloads.get(claim.issue_date, claim.channel)
+        delivery = Delivery(
+            id=claim.id,
+            broadcast_id=claim.broadcast_id,
+            issue_date=claim.issue_date,
+            address=claim.address,
+            mass=claim.kind == DeliveryKind.MASS,
+            secret=claim.secret,
+            parts_done=claim.parts_done,
+            message_id=claim.message_id,
+            unsubscribe_url=self._unsubscribe_url(claim) if channel.personal_links else None,
+        )
+        rate = self._rates.get(claim.channel, Unlimited())
+        outcome = await channel.deliver(sender, rendered, delivery, _DeliveryPace(self, claim, rate))
+        pushed = outcome.pushed
+        if outcome.finished:
+            uncertain = outcome.uncertain or pushed.status == PushStatus.UNCERTAIN
+            return Result(
+                claim.id,
+                DeliveryState.SENT,
+                outcome.parts_done,
+                outcome.message_id,
+                error=pushed.error,
+                uncertain=uncertain,
+            )
+        if pushed.status == PushStatus.RETRY and pushed.retry_after and channel.throttles_account:
+            # The platform throttles the account, not this recipient: every worker waits with us.
+            await rate.hold(pushed.retry_after)
+        return self._unsent(claim, pushed, outcome.parts_done, outcome.message_id, outcome.uncertain)
 
-    # --- channels -----------------------------------------------------------------------------------
-
-    async def _telegram(self, claim: Claim) -> Result:
-        sender = self._senders.telegram
-        assert sender is not None
-        assert claim.address is not None
-        messages = (await self._payloads.telegram(claim.issue_date)).messages
-        rate = self._rates.get("telegram", Unlimited())
-        part = claim.parts_done
-        ids = claim.message_id.split(",") if claim.message_id else []
-        uncertain = False
-        last = 0.0
-        while part < len(messages):
-            if last:
-                gap = last + self._config.chat_interval - time.monotonic()
-                if gap > 0:
-                    await asyncio.sleep(gap)
-            await rate.acquire()
-            pushed = await sender.push(claim.address, messages[part])
-            last = time.monotonic()
-            if pushed.status not in (PushStatus.SENT, PushStatus.UNCERTAIN):
-                return await self._unsent(claim, pushed, part, ",".join(ids) or None, uncertain)
-            part += 1
-            ids.append(pushed.message_id or "?")
-            uncertain = uncertain or pushed.status == PushStatus.UNCERTAIN
-            self._reached[claim.id] = (part, ",".join(ids))
-            if part < len(messages):
-                self._recorder.add(
-                    Result(claim.id, DeliveryState.SENDING, part, ",".join(ids), uncertain=uncertain)
-                )
-        return Result(
-            claim.id,
-            DeliveryState.SENT,
-            part,
-            ",".join(ids) or None,
-            error="a part may not have arrived (timeout)" if uncertain else None,
-            uncertain=uncertain,
+    def record_progress(self, claim: Claim, parts_done: int, message_id: str | None, uncertain: bool) -> None:
+        """A part went out: remembered (an unexpected error puts it back) and recorded as SENDING."""
+        self._reached[claim.id] = (parts_done, message_id)
+        self._recorder.add(
+            Result(claim.id, DeliveryState.SENDING, parts_done, message_id, uncertain=uncertain)
         )
 
-    async def _email(self, claim: Claim) -> Result:
+    def _unsubscribe_url(self, claim: Claim) -> str | None:
         senders = self._senders
-        assert senders.email is not None
-        assert senders.tokens is not None
-        assert claim.address is not None
-        template = await self._payloads.email(claim.issue_date)
-        assert claim.subscriber_id is not None
+        if senders.tokens is None or not senders.public_url or claim.address is None:
+            return None
         now = _utc_now()
-        # The token's tag covers id, channel and address: what the claim carries (the rest is unused).
+        # The token's tag covers id, channel and address key: what the claim carries (the rest is unused).
         subscriber = Subscriber(
-            id=claim.subscriber_id,
-            channel="email",
+            id=claim.subscriber_id or 0,
+            channel=claim.channel,
             address=claim.address,
             status=SubscriberStatus.ACTIVE,
             topics=(),
             created_at=now,
             confirmed_at=None,
             left_at=None,
+            address_key=claim.address_key or claim.address,
         )
         token = senders.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)
-        try:
-            message = template.personalize(
-                to=claim.address, unsubscribe_url=f"{senders.public_url.rstrip('/')}/unsubscribe/{token}"
-            )
-        except ValueError as error:
-            return Result(claim.id, DeliveryState.FAILED, 0, error=f"cannot address the mail: {error}")
-        await self._rates.get("email", Unlimited()).acquire()
-        pushed = await senders.email.push(message)
-        if pushed.status in (PushStatus.SENT, PushStatus.UNCERTAIN):
-            uncertain = pushed.status == PushStatus.UNCERTAIN
-            return Result(
-                claim.id, DeliveryState.SENT, 1, pushed.message_id, error=pushed.error, uncertain=uncertain
-            )
-        return await self._unsent(claim, pushed, 0, None, False)
-
-    async def _wechat_mass(self, claim: Claim) -> Result:
-        api = self._senders.wechat
-        assert api is not None
-        if not self._senders.wechat_thumb_media_id:
-            return Result(
-                claim.id,
-                DeliveryState.FAILED,
-                0,
-                error="JIANBAO_WECHAT_THUMB_MEDIA_ID is not set (the cover)",
-            )
-        media_id = claim.message_id if claim.parts_done >= 1 else None
-        try:
-            if media_id is None:
-                payload = await self._payloads.wechat(claim.issue_date)
-                article = payload.article.to_dict() | {"thumb_media_id": self._senders.wechat_thumb_media_id}
-                media_id = await api.add_draft(article)
-                self._reached[claim.id] = (1, media_id)
-                self._recorder.add(Result(claim.id, DeliveryState.SENDING, 1, media_id))
-            pushed = await api.mass_send(media_id, f"jianbao-{claim.issue_date}-{claim.broadcast_id}")
-        except CredentialError as error:
-            raise ChannelDown(f"wechat: {error.message}") from None
-        except WeChatUnreachable as error:
-            pushed = PushResult(PushStatus.RETRY, error=error.message)
-        except WeChatApiError as error:
-            pushed = PushResult(PushStatus.FAILED, error=error.message)
-        parts = 1 if media_id else 0
-        if pushed.status == PushStatus.SENT:
-            message_id = f"{media_id} {pushed.message_id}" if pushed.message_id else media_id
-            return Result(claim.id, DeliveryState.SENT, 2, message_id, error=pushed.error)
-        return await self._unsent(claim, pushed, parts, media_id, False)
-
-    async def _wechat_text(self, claim: Claim) -> Result:
-        api = self._senders.wechat
-        assert api is not None
-        assert claim.address is not None
-        payload = await self._payloads.wechat(claim.issue_date)
-        await self._rates.get("wechat", Unlimited()).acquire()
-        try:
-            pushed = await api.push_text(claim.address, payload.text)
-        except CredentialError as error:
-            raise ChannelDown(f"wechat: {error.message}") from None
-        if pushed.status in (PushStatus.SENT, PushStatus.UNCERTAIN):
-            uncertain = pushed.status == PushStatus.UNCERTAIN
-            return Result(claim.id, DeliveryState.SENT, 1, error=pushed.error, uncertain=uncertain)
-        return await self._unsent(claim, pushed, 0, None, False)
+        return f"{senders.public_url.rstrip('/')}/unsubscribe/{token}"
 
     # --- outcomes -----------------------------------------------------------------------------------
 
-    async def _unsent(
+    def _unsent(
         self, claim: Claim, pushed: PushResult, part: int, message_id: str | None, uncertain: bool
     ) -> Result:
         status = pushed.status
         if status == PushStatus.RETRY:
-            if pushed.retry_after:
-                # The platform throttles the account, not this chat: every worker waits with us.
-                await self._rates.get(claim.channel, Unlimited()).hold(pushed.retry_after)
             result = self._retry(claim, part, pushed.error or "retry", pushed.retry_after)
             return Result(
                 result.id,

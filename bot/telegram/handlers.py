@@ -2,7 +2,7 @@
 
 Every handler answers from memory or one database call (search is an in-process index, the latest
 issue renders in milliseconds and is cached), so the webhook can run them before it answers Telegram.
-A subscriber is ("telegram", str(chat id)): a private chat is a reader, a group subscribes as a whole.
+A subscriber is (TELEGRAM.name, str(chat id)): a private chat is a reader, a group subscribes as a whole.
 Errors go to `on_error`: a chat that blocked the bot is marked BLOCKED; anything unexpected is logged
 and the reader gets a short apology instead of silence.
 """
@@ -39,13 +39,15 @@ from bot.telegram.keyboard import (
     read_page_data,
 )
 from channels.fitting import DoesNotFit
+from channels.telegram import render_telegram
+from channels.telegram.channel import TELEGRAM
 from content.model import Issue
 from storage.search.results import MAX_LIMIT, SearchResult
 from storage.subscribers import SubscriberStatus
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "telegram"
+CHANNEL = TELEGRAM.name
 Context = ContextTypes.DEFAULT_TYPE
 BotApplication = Application[ExtBot[None], Context, dict[Any, Any], dict[Any, Any], dict[Any, Any], None]
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -210,7 +212,11 @@ class TelegramHandlers:
         version = (issue.date.isoformat(), issue.content_hash)
         if self._latest is None or self._latest[0] != version:
             try:
-                text = self.services.renderer.telegram(issue, max_messages=1).messages[0].text
+                text = (
+                    render_telegram(self.services.renderer.document(issue, CHANNEL), max_messages=1)
+                    .messages[0]
+                    .text
+                )
             except DoesNotFit:  # cannot happen for a real issue: one title per section fits easily
                 text = f"<b>{escape(issue.title)}</b>（{issue.date.isoformat()}）"
             self._latest = (version, text)

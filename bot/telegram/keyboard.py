@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from cachetools import LRUCache
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 MAX_CALLBACK_DATA_BYTES = 64  # Bot API: InlineKeyboardButton.callback_data, 1-64 bytes
@@ -36,22 +36,15 @@ class RecentQueries:
     """The last RECENT_QUERIES long queries, by a short key derived from the query itself."""
 
     def __init__(self, capacity: int = RECENT_QUERIES) -> None:
-        self._capacity = capacity
-        self._queries: OrderedDict[str, str] = OrderedDict()
+        self._queries: LRUCache[str, str] = LRUCache(maxsize=capacity)
 
     def remember(self, query: str) -> str:
         key = query_key(query)
         self._queries[key] = query
-        self._queries.move_to_end(key)
-        while len(self._queries) > self._capacity:
-            self._queries.popitem(last=False)
         return key
 
     def get(self, key: str) -> str | None:
-        query = self._queries.get(key)
-        if query is not None:
-            self._queries.move_to_end(key)
-        return query
+        return self._queries.get(key)
 
     def __len__(self) -> int:
         return len(self._queries)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from cachetools import FIFOCache
 from telegram import Update
 
 from bot.telegram.handlers import BotApplication
@@ -24,6 +24,7 @@ from content.errors import BadInput, Unavailable
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  # a header name, not a secret
+# Telegram redelivers an update it got no 200 for; the ids of the last this many are remembered.
 RECENT_UPDATES = 1024
 
 
@@ -34,14 +35,12 @@ class TelegramRuntime:
     enabled: bool = False  # a token is configured
     secret: bytes = b""
     application: BotApplication | None = None  # None until the Bot API answered getMe
-    recent_updates: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    recent_updates: FIFOCache[int, None] = field(default_factory=lambda: FIFOCache(maxsize=RECENT_UPDATES))
 
     def first_delivery(self, update_id: int) -> bool:
         if update_id in self.recent_updates:
             return False
         self.recent_updates[update_id] = None
-        if len(self.recent_updates) > RECENT_UPDATES:
-            self.recent_updates.popitem(last=False)
         return True
 
 

@@ -10,22 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cachetools import TTLCache
+
 from bot.services import Services
-from bot.wechat.cache import TtlCache
 from bot.wechat.protocol import Message, masked
 from channels.base import utf8_bytes
 from channels.document import shorten_text
 from channels.links import LinkRewriter
-from channels.wechat import WECHAT_TEXT_MAX_BYTES
-from channels.wechat import _safe as plain_text
-from channels.wechat import _text_link as text_link
+from channels.wechat.channel import WECHAT
+from channels.wechat.render import WECHAT_TEXT_MAX_BYTES, render_wechat
+from channels.wechat.render import _safe as plain_text
+from channels.wechat.render import _text_link as text_link
 from content.errors import JianbaoError
 from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
-from storage.subscribers import check_address
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "wechat"
+CHANNEL = WECHAT.name
 SEARCH_PAGE = 5  # items per search reply: a chat screen, not an archive page
 TITLE_CHARS = 60  # a longer title is cut, so that five items fit the budget with their links
 QUERY_ECHO_CHARS = 20  # how much of the reader's query the reply repeats
@@ -76,12 +77,17 @@ SEEN_MAX_ENTRIES = 100_000
 
 
 class Dialog:
-    def __init__(self, services: Services, searches: TtlCache[str, LastSearch]) -> None:
+    def __init__(
+        self, services: Services, searches: TTLCache[str, LastSearch], *, archive_url: str = ""
+    ) -> None:
+        """`archive_url`: the archive's absolute address, offered when a search has more results ("" for
+        none: a chat message cannot link to a relative one)."""
         self._services = services
         self._searches = searches
+        self._archive_url = archive_url
         # openids whose last_seen_at was written lately: one write per user per SEEN_EVERY_SECONDS, not per
         # message (a write per keyword query would cost every reply a commit).
-        self._seen: TtlCache[str, bool] = TtlCache(ttl=SEEN_EVERY_SECONDS, max_entries=SEEN_MAX_ENTRIES)
+        self._seen: TTLCache[str, bool] = TTLCache(maxsize=SEEN_MAX_ENTRIES, ttl=SEEN_EVERY_SECONDS)
 
     async def respond(self, message: Message) -> str | None:
         """The text to answer `message` with, or None for no answer; a failure becomes an apology."""
@@ -101,32 +107,32 @@ class Dialog:
     async def _event(self, message: Message) -> str | None:
         subscribers = self._services.subscribers
         if message.event == "subscribe":  # a follow, also through a QR code (EventKey qrscene_...)
-            await subscribers.subscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            await subscribers.subscribe(CHANNEL, self._openid(message))
             return WELCOME
         if message.event == "unsubscribe":  # the user cannot see a reply any more
-            await subscribers.unsubscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            await subscribers.unsubscribe(CHANNEL, self._openid(message))
         return None
 
     async def _text(self, message: Message) -> str:
-        if self._seen.get(message.openid) is None:
-            self._seen.put(message.openid, True)
+        if message.openid not in self._seen:
+            self._seen[message.openid] = True
             try:
                 # A user's message opens the 48 h window for customer-service messages (broadcast texts).
-                await self._services.subscribers.seen(CHANNEL, check_address(CHANNEL, message.openid))
+                await self._services.subscribers.seen(CHANNEL, self._openid(message))
             except Exception as error:  # best effort: a search answer must not depend on this write
-                self._seen.pop(message.openid)
+                self._seen.pop(message.openid, None)
                 log.warning("WeChat: last-seen time not recorded (%s)", type(error).__qualname__)
         command = COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
         subscribers = self._services.subscribers
         if command is Command.SUBSCRIBE:
-            _, changed = await subscribers.subscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            _, changed = await subscribers.subscribe(CHANNEL, self._openid(message))
             return SUBSCRIBED if changed else ALREADY_SUBSCRIBED
         if command is Command.UNSUBSCRIBE:
-            left = await subscribers.unsubscribe(CHANNEL, check_address(CHANNEL, message.openid))
+            left = await subscribers.unsubscribe(CHANNEL, self._openid(message))
             return UNSUBSCRIBED if left else NOT_SUBSCRIBED
         if command is Command.LATEST:
             issue = await self._services.storage.issues.latest()
-            return self._services.renderer.wechat(issue).text if issue else NO_ISSUE
+            return render_wechat(self._services.renderer.document(issue, CHANNEL)).text if issue else NO_ISSUE
         if command is Command.HELP:
             return HELP
         if command is Command.MORE:
@@ -147,17 +153,16 @@ class Dialog:
         result = self._services.search.search(query, limit=SEARCH_PAGE, offset=offset)
         if not result.hits:
             return None if offset else (result.hint or NO_MORE)
-        text, shown = search_reply(result, offset=offset, links=self._links, public_url=self._public_url)
-        self._searches.put(openid, LastSearch(query, offset + shown))
+        text, shown = search_reply(result, offset=offset, links=self._links, archive_url=self._archive_url)
+        self._searches[openid] = LastSearch(query, offset + shown)
         return text
 
-    @property
-    def _public_url(self) -> str:
-        return self._services.settings.public_url.rstrip("/")
+    def _openid(self, message: Message) -> str:
+        return self._services.channels.check_address(CHANNEL, message.openid)
 
     def _links(self, hit: SearchHit) -> str | None:
         """An item's link as the WeChat channel shows it (UTM and click tracking as configured)."""
-        rewriter = LinkRewriter(self._services.renderer.policy("wechat"), hit.date)
+        rewriter = LinkRewriter(self._services.renderer.policy(CHANNEL), hit.date)
         return rewriter.rewrite(hit.url) or rewriter.issue_page()
 
 
@@ -166,7 +171,7 @@ def search_reply(
     *,
     offset: int,
     links: Callable[[SearchHit], str | None],
-    public_url: str,
+    archive_url: str,
     max_bytes: int = WECHAT_TEXT_MAX_BYTES,
 ) -> tuple[str, int]:
     """Numbered items (title link and issue date) and a 更多 hint within `max_bytes`, and how many items.
@@ -178,7 +183,7 @@ def search_reply(
     with_links = True
     while True:
         text = _search_text(
-            result, hits, offset=offset, links=links if with_links else None, public_url=public_url
+            result, hits, offset=offset, links=links if with_links else None, archive_url=archive_url
         )
         if utf8_bytes(text) <= max_bytes:
             return text, len(hits)
@@ -196,7 +201,7 @@ def _search_text(
     *,
     offset: int,
     links: Callable[[SearchHit], str | None] | None,
-    public_url: str,
+    archive_url: str,
 ) -> str:
     query = plain_text(shorten_text(" ".join(result.query.split()), QUERY_ECHO_CHARS))
     lines = [f"『{query}』共找到 {result.total} 条" + ("，接着看：" if offset else "：")]
@@ -209,7 +214,7 @@ def _search_text(
     remaining = min(result.total, MAX_OFFSET) - offset - len(hits)  # 更多 stops at MAX_OFFSET
     if remaining > 0:
         more = f"还有 {remaining} 条，发送『更多』"
-        if public_url:
-            more += f"或访问 {text_link('往期简报', public_url + '/issues')}"
+        if archive_url:
+            more += f"或访问 {text_link('往期简报', archive_url)}"
         lines.append(more)
     return "\n".join(lines)

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from cachetools import TTLCache
 
 from bot.services import SERVICES
-from bot.wechat.cache import TtlCache
+from bot.site import ARCHIVE, absolute_url
 from bot.wechat.dialog import Dialog, LastSearch
 from bot.wechat.protocol import (
     MAX_XML_BYTES,
@@ -45,7 +46,7 @@ from bot.wechat.protocol import (
     parse_fields,
     text_reply,
 )
-from channels.wechat_api import WeChatApi, WeChatApiError
+from channels.wechat.api import WeChatApi, WeChatApiError
 from content.errors import BadInput, NotFound, TooLarge
 
 log = logging.getLogger(__name__)
@@ -70,15 +71,18 @@ class WeChatState:
     dialog: Dialog
     api: WeChatApi | None  # None without AppID and secret: no customer-service follow-ups
     deadline: float
-    deliveries: TtlCache[str, asyncio.Future[str]] = field(
-        default_factory=lambda: TtlCache(ttl=DELIVERY_TTL_SECONDS, max_entries=DELIVERY_MAX_ENTRIES)
+    # The reply to each recent delivery, for WeChat's retries. Per app and lost on restart: the worst case
+    # is a retry processed twice, which the subscriber store tolerates (subscribe and unsubscribe are
+    # idempotent).
+    deliveries: TTLCache[str, asyncio.Future[str]] = field(
+        default_factory=lambda: TTLCache(maxsize=DELIVERY_MAX_ENTRIES, ttl=DELIVERY_TTL_SECONDS)
     )
     pushes: PushMemory = field(default_factory=PushMemory)  # signed pairs seen, against replays
     follow_ups: set[asyncio.Task[None]] = field(default_factory=set)
     clock: Callable[[], float] = time.time
 
 
-WECHAT = web.AppKey("wechat", WeChatState)
+WECHAT = web.AppKey("wechat_state", WeChatState)
 # The passive-reply deadline, a key of its own so that a test can shorten it before the app starts.
 REPLY_DEADLINE = web.AppKey("wechat_reply_deadline", float)
 
@@ -101,8 +105,8 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
             envelope = Envelope(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
         except ValueError as error:  # at start, before anything is served: the operator's to fix
             raise ValueError(f"JIANBAO_WECHAT_AES_KEY / JIANBAO_WECHAT_APPID: {error}") from None
-    searches: TtlCache[str, LastSearch] = TtlCache(
-        ttl=LAST_SEARCH_TTL_SECONDS, max_entries=LAST_SEARCH_MAX_ENTRIES
+    searches: TTLCache[str, LastSearch] = TTLCache(
+        maxsize=LAST_SEARCH_MAX_ENTRIES, ttl=LAST_SEARCH_TTL_SECONDS
     )
     async with aiohttp.ClientSession() as session:
         api = None
@@ -116,7 +120,7 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
         state = WeChatState(
             token=settings.wechat_token,
             envelope=envelope,
-            dialog=Dialog(app[SERVICES], searches),
+            dialog=Dialog(app[SERVICES], searches, archive_url=_archive_url(app)),
             api=api,
             deadline=app[REPLY_DEADLINE],
         )
@@ -125,6 +129,11 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await _finish_follow_ups(state)
+
+
+def _archive_url(app: web.Application) -> str:
+    public_url = app[SERVICES].settings.public_url
+    return absolute_url(public_url, app.router[ARCHIVE].url_for()) if public_url else ""
 
 
 def _state(request: web.Request) -> WeChatState:
@@ -194,11 +203,11 @@ async def _answer(state: WeChatState, message: Message) -> str:
         log.info("WeChat redelivered a %s from %s: same reply", message.kind, masked(message.openid))
         return await asyncio.shield(earlier)  # still being answered, or answered: the same reply either way
     answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    state.deliveries.put(message.delivery, answer)
+    state.deliveries[message.delivery] = answer
     try:
         reply = await _reply_in_time(state, message)
     except BaseException:  # cancelled: the next delivery must be answered afresh
-        state.deliveries.pop(message.delivery)
+        state.deliveries.pop(message.delivery, None)
         answer.cancel()
         raise
     answer.set_result(reply)

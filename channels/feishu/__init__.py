@@ -3,6 +3,8 @@
 A subscriber's address is the bot's hook token, with an optional signing secret (address.py). An issue
 becomes rich-text (post) request bodies (render.py, payload.py), each POSTed to the bot's webhook, signed
 when the bot has a secret (signing.py, transport.py), paced within the bot's own limits (pacing.py).
+channel.py makes all this the `feishu` channel (channels/channel.py's interface: FEISHU, listed in
+channels/registry.py), with its own settings in settings.py.
 
 Platform facts this package relies on. Unless said otherwise the source is the official guide
 自定义机器人使用指南 (Feishu Open Platform, "Custom bot usage guide"),
@@ -51,7 +53,8 @@ Layout of a message (title, then paragraphs; a blank paragraph between blocks):
 
 Bodies are split between blocks (never inside an item) into as few messages as fit; with `max_messages`
 the document is trimmed by channels.fitting.fit, section-aware, until it fits that many. The sender
-(channels.feishu.transport.FeishuSender) is not imported here: rendering needs no network stack.
+(channels.feishu.transport.FeishuSender) is not imported here, nor by the channel until it opens one:
+rendering needs no network stack.
 """
 
 from channels.feishu.address import check_secret, check_token, hook_path, parse_address

@@ -34,8 +34,10 @@ from typing import Any
 
 from channels.base import PushResult, PushStatus
 from channels.feishu.address import TOKEN, check_secret, hook_path
+from channels.feishu.pacing import robot_pacer
 from channels.feishu.payload import FEISHU_MAX_BODY_BYTES, encode_body
 from channels.feishu.signing import signature_fields
+from channels.pacing import RobotPacer
 from channels.webhook import Answer, JsonPoster, api_root, by_status, json_object, one_line, retry_after
 from content.errors import BadInput
 
@@ -69,7 +71,9 @@ BLOCKED_CODES = {
 
 
 class FeishuSender:
-    """Pushes to custom bots through one connection pool; `close()` releases it."""
+    """Pushes to custom bots through one connection pool; `close()` releases it. `push` itself does not
+    wait: `pacer` (Feishu's limits unless given) is what a broadcast waits on before each push, and holds
+    a bot that asked to wait."""
 
     name = "feishu"
 
@@ -81,8 +85,10 @@ class FeishuSender:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         connections: int = 64,
         clock: Callable[[], float] = time.time,
+        pacer: RobotPacer | None = None,
     ) -> None:
         self._root = api_root(api_url, "Feishu")
+        self.pacer = pacer if pacer is not None else robot_pacer()
         self._poster = JsonPoster(timeout=timeout, connect_timeout=connect_timeout, connections=connections)
         self._clock = clock  # wall clock: the platform checks the timestamp against its own
 

@@ -2,7 +2,8 @@
 
 A subscriber's address is the robot's key (address.py). An issue becomes `markdown` request bodies
 (render.py, payload.py, markup.py), each POSTed to the robot's webhook (transport.py), paced within the
-robot's own limit (pacing.py).
+robot's own limit (pacing.py). channel.py makes all this the `wecom` channel (channels/channel.py's
+interface: WECOM, listed in channels/registry.py), with its own settings in settings.py.
 
 Platform facts this package relies on. Unless said otherwise the source is 消息推送配置说明 (WeCom developer
 centre; the page was 群机器人配置说明), https://developer.work.weixin.qq.com/document/path/99110 (formerly
@@ -46,7 +47,8 @@ A message that continues a section starts with "**【名称】**（续）". Full
 into as few messages as the byte limit allows; with `max_messages` the document is trimmed by
 channels.fitting.fit, section-aware, until it packs into that many.
 
-The sender (channels.wecom.transport.WeComSender) is not imported here: rendering needs no network stack.
+The sender (channels.wecom.transport.WeComSender) is not imported here, nor by the channel until it opens
+one: rendering needs no network stack.
 """
 
 from channels.pacing import RobotPacer

@@ -38,8 +38,10 @@ from typing import Any
 import aiohttp
 
 from channels.base import PushResult, PushStatus, utf8_bytes
+from channels.pacing import RobotPacer
 from channels.webhook import Answer, JsonPoster, api_root, by_status, json_object, one_line, retry_after
 from channels.wecom.address import SEND_PATH, check_key
+from channels.wecom.pacing import robot_pacer
 from channels.wecom.payload import WECOM_MAX_CONTENT_BYTES, WECOM_MAX_TEXT_BYTES
 from content.errors import BadInput
 
@@ -78,7 +80,8 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
 
 class WeComSender:
     """Pushes to group robots through one connection pool (its own, or a session given to it, which it
-    then leaves open); `close()` releases its own."""
+    then leaves open); `close()` releases its own. `push` itself does not wait: `pacer` (WeCom's limit
+    unless given) is what a broadcast waits on before each push, and holds a robot that asked to wait."""
 
     name = "wecom"
 
@@ -90,8 +93,10 @@ class WeComSender:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         connections: int = 64,
         session: aiohttp.ClientSession | None = None,
+        pacer: RobotPacer | None = None,
     ) -> None:
         self._url = api_root(api_url, "WeCom") + SEND_PATH
+        self.pacer = pacer if pacer is not None else robot_pacer()
         self._poster = JsonPoster(
             timeout=timeout, connect_timeout=connect_timeout, connections=connections, session=session
         )

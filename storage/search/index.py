@@ -24,11 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import tantivy
+from cachetools import LRUCache
 
 from content.model import Issue, Item
 from storage.search.glossary import Glossary, Phrase
@@ -108,16 +108,16 @@ class SearchIndex:
         self._searcher = self._index.searcher()
         # Readers ask the same few words again and again (量化, 剪枝...): answers are kept until the
         # index changes. Bounded, least recently used out first.
-        self._answers: OrderedDict[tuple[str, int, int], SearchResult] = OrderedDict()
+        self._answers: LRUCache[tuple[str, int, int], SearchResult] = LRUCache(maxsize=ANSWER_CACHE_SIZE)
         self.generation = 0  # bumped whenever the indexed items change: callers' caches key on it
         # A query's analysis does not depend on the index: kept across changes, bounded, LRU.
-        self._plans: OrderedDict[str, _Plan] = OrderedDict()
+        self._plans: LRUCache[str, _Plan] = LRUCache(maxsize=PLAN_CACHE_SIZE)
         # Query objects, of glossary expansions (few, recurring in every query of their concept) and of
         # whole queries (bounded, LRU): they hold the index's term statistics (see _phrase_query), so
         # they are rebuilt when the index changes. Composing tantivy queries copies their parts, which
         # for a concept's 50-odd expansions costs as much as the rest of the Python side of a search.
         self._expansions: dict[tuple[Phrase, float], tantivy.Query | None] = {}
-        self._queries: OrderedDict[_Plan, tantivy.Query] = OrderedDict()
+        self._queries: LRUCache[_Plan, tantivy.Query] = LRUCache(maxsize=PLAN_CACHE_SIZE)
         # Every multi-word glossary phrase, by its first word: what _twin_tokens looks for.
         self._glossary_phrases = {
             phrase
@@ -229,14 +229,11 @@ class SearchIndex:
         key = (text, limit, offset)
         if not cached or len(text) > CACHED_QUERY_CHARS:
             return self._search(text, limit, offset)
-        answer = self._answers.get(key)
-        if answer is not None:
-            self._answers.move_to_end(key)
-            return answer
-        result = self._search(text, limit, offset)
-        self._answers[key] = result
-        if len(self._answers) > ANSWER_CACHE_SIZE:
-            self._answers.popitem(last=False)
+        try:
+            return self._answers[key]  # a hit: one lookup (get() would look twice)
+        except KeyError:
+            pass
+        result = self._answers[key] = self._search(text, limit, offset)
         return result
 
     def _search(self, text: str, limit: int, offset: int) -> SearchResult:
@@ -267,7 +264,6 @@ class SearchIndex:
     def _plan(self, cleaned: str) -> _Plan:
         plan = self._plans.get(cleaned)
         if plan is not None:
-            self._plans.move_to_end(cleaned)
             return plan
         tokens = list(dict.fromkeys(self.analyzer.words(cleaned)))
         words: list[Phrase] = [(token,) for token in tokens]
@@ -284,14 +280,11 @@ class SearchIndex:
         phrases = [*words, *(phrase for phrase, _ in expansions)]
         highlight = tuple(dict.fromkeys(token for phrase in phrases for token in phrase))
         plan = self._plans[cleaned] = _Plan(tuple(words), expansions, highlight)
-        if len(self._plans) > PLAN_CACHE_SIZE:
-            self._plans.popitem(last=False)
         return plan
 
     def _query(self, plan: _Plan) -> tantivy.Query:
         query = self._queries.get(plan)
         if query is not None:
-            self._queries.move_to_end(plan)
             return query
         clauses = [query for query in map(self._word_query, plan.words) if query is not None]
         expansions = [self._expansion_query(phrase, weight) for phrase, weight in plan.expansions]
@@ -303,8 +296,6 @@ class SearchIndex:
         else:
             query = tantivy.Query.boolean_query([(tantivy.Occur.Should, clause) for clause in clauses])
         self._queries[plan] = query
-        if len(self._queries) > PLAN_CACHE_SIZE:
-            self._queries.popitem(last=False)
         return query
 
     def _word_query(self, phrase: Phrase) -> tantivy.Query | None:

@@ -175,10 +175,12 @@ def run_cli(
     database_url: str,
     cwd: Path,
     columns: int | None = None,
+    python_path: Path | None = None,
 ) -> CliResult:
     """Run `jianbao ARGS` against `database_url`, with stdout and stderr captured (so not a terminal).
 
     `columns` sets COLUMNS, the width `rich` lays out for; by default it is unset, as under cron or a pipe.
+    `python_path` makes modules there importable (a channel plug-in kept in the tests).
     Every run is checked for a Python traceback, which no input may ever cause.
     """
     env = {
@@ -189,6 +191,8 @@ def run_cli(
     env["JIANBAO_DATABASE_URL"] = database_url
     if columns is not None:
         env["COLUMNS"] = str(columns)
+    if python_path is not None:
+        env["PYTHONPATH"] = str(python_path)
     completed = subprocess.run(
         [str(jianbao_executable()), *(str(arg) for arg in args)],
         cwd=cwd,

@@ -49,8 +49,15 @@ async def test_with_the_token(client: TestClient[object, object]) -> None:
     assert response.status == 200
     data = await response.json()
     assert data["issues"] == 0
-    assert set(data["subscribers"]) == {"wechat", "telegram", "email"}
+    assert list(data["subscribers"]) == ["wechat", "telegram", "email", "wecom", "feishu"]  # the registry's
     assert data["subscribers"]["email"]["active"] == 0
+    assert data["sending"] == {
+        "wechat": "off: JIANBAO_WECHAT_APPID and JIANBAO_WECHAT_SECRET are not set",
+        "telegram": "off: JIANBAO_TELEGRAM_TOKEN is not set",
+        "email": "off: JIANBAO_SMTP_URL is not set",
+        "wecom": "on",
+        "feishu": "on",
+    }
 
 
 async def test_no_admin_token_configured_means_no_admin_api(tmp_path: Path) -> None:

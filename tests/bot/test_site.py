@@ -69,6 +69,32 @@ async def test_archive_issue_page_and_feed(demo_client: TestClient[object, objec
     assert entries[0].find("{http://www.w3.org/2005/Atom}id").text.endswith("/issues/2021-08-01")  # type: ignore[union-attr]
 
 
+async def test_pages_link_to_the_routes_they_name(demo_client: TestClient[object, object]) -> None:
+    home = await demo_client.get("/", allow_redirects=False)
+    assert (home.status, home.headers["Location"]) == (302, "/issues")
+    archive = await (await demo_client.get("/issues")).text()
+    links = set(re.findall(r'href="([^"]+)"', archive))
+    assert {"/static/site.css", "/feed.xml", "/issues", "/issues/2020-07-02"} <= links
+    for link in links:  # every link of ours leads to a page
+        assert (await demo_client.get(link)).status == 200, link
+
+
+async def test_the_feed_links_under_the_public_url_and_its_path(tmp_path: Path) -> None:
+    """A public URL with a path (a proxy serving the site under /jianbao/) keeps it in absolute links."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'site.db'}", public_url="https://jb.example/jianbao/"
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        feed = ElementTree.fromstring(await (await client.get("/feed.xml")).text())
+    atom = "{http://www.w3.org/2005/Atom}"
+    assert feed.findtext(f"{atom}id") == "https://jb.example/jianbao/issues"
+    assert [(link.get("rel"), link.get("href")) for link in feed.findall(f"{atom}link")] == [
+        ("self", "https://jb.example/jianbao/feed.xml"),
+        ("alternate", "https://jb.example/jianbao/issues"),
+    ]
+    assert feed.findtext(f"{atom}updated") == "1970-01-01T00:00:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [("/issues/1999-01-01", 404), ("/issues/not-a-date", 404), ("/no/such/route", 404), ("/issues/%00", 404)],

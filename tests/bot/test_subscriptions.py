@@ -24,8 +24,9 @@ from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.subscriptions import SIGNUP
 from bot.tokens import Purpose, SubscriberTokens
+from channels.email.mailer import Mailer, MailRefused, SmtpServer
+from channels.email.render import EmailTemplate
 from channels.links import tracking_token
-from channels.mailer import Mailer, MailRefused, SmtpServer
 from content.errors import BadInput, Unavailable
 from content.parser import parse_issue
 from content.source import decode_issue
@@ -243,7 +244,9 @@ async def test_a_newsletter_mail_unsubscribes_with_its_list_unsubscribe_header(s
     subscriber, _ = await service.services.subscribers.subscribe("email", READER)
     issue = parse_issue(decode_issue(minimal_issue(DAY.isoformat()).encode()))
     signup = service.client.app[SIGNUP]
-    message = service.services.renderer.email(issue).personalize(
+    template = service.services.renderer.render(issue, "email").payload
+    assert isinstance(template, EmailTemplate)
+    message = template.personalize(
         to=subscriber.address, unsubscribe_url=signup.unsubscribe_url(subscriber, dt.datetime.now(dt.UTC))
     )
     assert signup.mailer is not None

@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from bot.tokens import CLOCK_SKEW, TOKEN_LENGTH, BadToken, Purpose, SubscriberTokens
+from channels.registry import channel_registry
 from storage.subscribers import Subscriber, SubscriberStatus
 
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -24,6 +25,7 @@ def subscriber(subscriber_id: int, address: str, channel: str = "email") -> Subs
         created_at=NOW,
         confirmed_at=NOW,
         left_at=None,
+        address_key=channel_registry().address_key(channel, address),  # as the store keeps it
     )
 
 

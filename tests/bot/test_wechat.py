@@ -25,6 +25,7 @@ from bot.wechat.dialog import (
     WELCOME,
 )
 from bot.wechat.protocol import masked
+from channels.wechat.render import render_wechat
 from storage.subscribers import SubscriberStatus
 from tests.bot.wechat_helpers import (
     AES_KEY,
@@ -118,7 +119,7 @@ async def test_latest_help_and_what_is_not_text(service: WeChatService) -> None:
     latest = await service.services.storage.issues.latest()
     assert latest is not None
     reply = await service.say("最新")
-    assert reply == service.services.renderer.wechat(latest).text
+    assert reply == render_wechat(service.services.renderer.document(latest, "wechat")).text
     assert_fits(reply)
     assert await service.say(" 帮助 ") == HELP
     assert await service.say("HELP") == HELP

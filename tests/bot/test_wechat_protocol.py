@@ -11,7 +11,6 @@ from xml.etree import ElementTree
 
 import pytest
 
-from bot.wechat.cache import TtlCache
 from bot.wechat.dialog import search_reply
 from bot.wechat.protocol import (
     MAX_CLOCK_SKEW_SECONDS,
@@ -366,19 +365,7 @@ def test_logs_see_only_the_start_of_an_openid() -> None:
     assert masked("oJianbaoTestUser0000000000001") == "oJia…"
 
 
-# --- caches and the search reply -------------------------------------------------------------------
-
-
-def test_the_cache_expires_and_stays_bounded() -> None:
-    now = [0.0]
-    cache: TtlCache[str, int] = TtlCache(ttl=10, max_entries=3, clock=lambda: now[0])
-    for number in range(5):
-        cache.put(f"k{number}", number)
-    assert (len(cache), cache.get("k0"), cache.get("k4")) == (3, None, 4)
-    now[0] = 9.9
-    assert cache.get("k2") == 2
-    now[0] = 10.0
-    assert (cache.get("k2"), len(cache)) == (None, 0)
+# --- the search reply ------------------------------------------------------------------------------
 
 
 def _hit(number: int, title: str) -> SearchHit:
@@ -401,15 +388,16 @@ def test_the_search_reply_drops_items_to_fit_and_counts_them_as_more() -> None:
     def link(hit: SearchHit) -> str | None:
         return hit.url
 
-    text, shown = search_reply(result, offset=0, links=link, public_url=PUBLIC, max_bytes=700)
+    text, shown = search_reply(result, offset=0, links=link, archive_url=ARCHIVE, max_bytes=700)
     assert len(text.encode()) <= 700
     assert 1 <= shown < 5
     assert f"还有 {12 - shown} 条，发送『更多』或访问 " in text
+    assert f'<a href="{ARCHIVE}">往期简报</a>' in text
     assert '<a href="https://example.com/0?a=1&b=%222%22">' in text  # a quote cannot end the attribute
-    without_site, _ = search_reply(result, offset=0, links=link, public_url="", max_bytes=700)
+    without_site, _ = search_reply(result, offset=0, links=link, archive_url="", max_bytes=700)
     assert "发送『更多』" in without_site
     assert "访问" not in without_site
-    tiny, shown = search_reply(result, offset=0, links=link, public_url=PUBLIC, max_bytes=200)
+    tiny, shown = search_reply(result, offset=0, links=link, archive_url=ARCHIVE, max_bytes=200)
     assert (len(tiny.encode()) <= 200, shown) == (True, 1)
     assert "<a " not in tiny
 
@@ -420,12 +408,12 @@ def test_more_is_offered_only_as_far_as_the_index_pages() -> None:
     hits = tuple(_hit(number, f"量化论文{number}") for number in range(5))
     result = SearchResult(query="量化", hits=hits, total=5000)
 
-    first, _ = search_reply(result, offset=0, links=lambda hit: hit.url, public_url=PUBLIC)
-    last, _ = search_reply(result, offset=MAX_OFFSET - 5, links=lambda hit: hit.url, public_url=PUBLIC)
+    first, _ = search_reply(result, offset=0, links=lambda hit: hit.url, archive_url=ARCHIVE)
+    last, _ = search_reply(result, offset=MAX_OFFSET - 5, links=lambda hit: hit.url, archive_url=ARCHIVE)
 
     assert first.startswith("『量化』共找到 5000 条")
     assert f"还有 {MAX_OFFSET - 5} 条，发送『更多』" in first
     assert "更多" not in last
 
 
-PUBLIC = "https://jianbao.example"
+ARCHIVE = "https://jianbao.example/issues"

@@ -28,7 +28,7 @@ from bot import wechat
 from bot.app import create_app
 from bot.services import SERVICES, Services
 from bot.settings import Settings
-from channels.wechat import WECHAT_TEXT_MAX_BYTES
+from channels.wechat.render import WECHAT_TEXT_MAX_BYTES
 from storage.subscribers import SubscriberStatus
 from tests.bot.helpers import run_cli, sqlite_url
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatApi

@@ -26,7 +26,7 @@ from channels.base import utf8_bytes, utf16_units
 from channels.document import IssueDocument, build_document, summary_parser
 from channels.fitting import DoesNotFit, apply_trim, more_line, non_empty, trim_plans
 from channels.links import LinkPolicy, LinkRewriter, is_wechat_article
-from channels.wechat import (
+from channels.wechat.render import (
     WECHAT_AUTHOR_MAX,
     WECHAT_CONTENT_MAX_BYTES,
     WECHAT_CONTENT_MAX_CHARS,

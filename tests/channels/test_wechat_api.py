@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from channels.wechat_api import (
+from channels.wechat.api import (
     TOKEN_MARGIN_SECONDS,
     AlreadySent,
     BadOpenid,

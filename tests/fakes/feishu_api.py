@@ -24,44 +24,38 @@ not in the guide but in what public clients record of the platform's answers):
   interactive message carries `card` (an object) and no `content`; else 9499 "Bad Request".
 
 The guide shows only the bodies of its errors; they come with HTTP 200 here (9499 with HTTP 400, as
-public clients record it). Every request with a JSON object body is recorded in `received` (token, body),
-`body_sizes` has the size of every hook request's body, `errors` lists the refusals as (token, code, msg)
-and `accepted` the accepted bodies per token; `messages(token)` gives them without "timestamp" and "sign", as
-a FeishuPayload's messages are. `paths` lists every requested path, hook or not.
-
-`faults(FaultPlan)` (tests/fakes/faults.py; key: the token) injects into the hook: "500" (HTTP 500, a
-non-JSON body; nothing stored), "drop" (the connection closed with no answer; nothing stored), "429"
-(HTTP 429 with Retry-After and no JSON code; nothing stored), "11232" (the guide's system-pressure rate
-limit; nothing stored) and "slow" (stored, then answered `slow_seconds` late: a client that gives up sooner
-cannot tell whether it was delivered).
+public clients record it). What every robot fake records and how it plays the shared faults is in
+tests/fakes/robot_api.py: `received` holds (token, body) of every request with a JSON object body,
+`errors` the refusals as (token, code, msg) and `accepted` the accepted bodies per token; `messages(token)`
+gives them without "timestamp" and "sign", as a FeishuPayload's messages are, and `body_sizes` has the
+size of every hook request's body. Besides the shared faults ("500", "drop", "slow"), `faults(FaultPlan)`
+injects "429" (HTTP 429 with Retry-After and no JSON code; nothing stored) and "11232" (the guide's
+system-pressure rate limit; nothing stored).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
-from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import pytest
 from aiohttp import web
 
-from tests.fakes.faults import FaultPlan
+from tests.fakes.robot_api import SHARED_FAULTS, Refused, Robot, RobotFake, Window, running
 
 HOOK = "/open-apis/bot/v2/hook/"
 MAX_BODY_BYTES = 20_000  # the guide: "请求体的数据大小不能超过 20 KB"
 PER_SECOND = 5  # the guide: "单租户单机器人 100 次/分钟，5 次/秒"
 PER_MINUTE = 100
 TIMESTAMP_TOLERANCE_SECONDS = 3600  # the guide: "距当前时间不超过 1 小时（3600 秒）"
-FAULTS = ("500", "drop", "slow", "429", "11232")
+FAULTS = (*SHARED_FAULTS, "429", "11232")
 RETRY_AFTER_SECONDS = 2  # what an injected 429 asks to wait
 
 TOKEN = "5e3d587e-d78e-4a07-bd07-265f269f86fd"  # a UUID, as real hook tokens are
@@ -87,19 +81,10 @@ POST_NODES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 POST_LOCALES = ("zh_cn", "en_us")
 
 
-class Refused(Exception):
-    def __init__(self, code_msg: tuple[int, str], status: int = 200) -> None:
-        super().__init__(code_msg[1])
-        self.code, self.msg = code_msg
-        self.status = status
-
-
 @dataclass
-class Robot:
+class Bot(Robot):
     secret: str | None = None
     keywords: tuple[str, ...] = ()
-    enabled: bool = True
-    arrivals: deque[float] = field(default_factory=deque)  # accepted requests, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,36 +95,23 @@ class RateLimit:
     minute: float = 60.0
 
 
-class FakeFeishu:
+class FakeFeishu(RobotFake[Bot]):
     """The fake server's state. `url` is its root, to be given to FeishuSender as its API root."""
 
+    FAULTS: ClassVar[tuple[str, ...]] = FAULTS
+
     def __init__(self) -> None:
-        self.url = ""
-        self.robots: dict[str, Robot] = {}
+        super().__init__()
         self.rate_limit: RateLimit | None = RateLimit()
         self.clock: Callable[[], float] = time.time  # the timestamps' clock (Unix seconds)
-        self.window_clock: Callable[[], float] = time.monotonic  # the rate windows' clock
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self.accepted: dict[str, list[dict[str, Any]]] = {}
-        self.errors: list[tuple[str, int, str]] = []
-        self.paths: list[str] = []
         self.body_sizes: list[int] = []  # bytes of every hook request body, as received
-        self.throttled = 0  # 9499 "too many request" answers of the rate limits
-        self.injected: list[tuple[str, str]] = []  # (fault, token) of every fault a FaultPlan injected
-        self._plan: FaultPlan | None = None
-        self._closing: asyncio.Event | None = None
-        self._runner: web.AppRunner | None = None
 
     # --- what tests arrange and read ----------------------------------------------------------------
 
     def add_robot(
         self, token: str, secret: str | None = None, *, keywords: Iterable[str] = (), enabled: bool = True
     ) -> None:
-        self.robots[token] = Robot(secret, tuple(keywords), enabled)
-
-    def remove_robot(self, token: str) -> None:
-        """The bot is deleted from its group: its token answers 19001 from now on."""
-        self.robots.pop(token, None)
+        self.robots[token] = Bot(enabled=enabled, secret=secret, keywords=tuple(keywords))
 
     def limit_rate(self, limit: RateLimit | None) -> None:
         """Other per-bot limits and windows from now on (None: none at all)."""
@@ -147,90 +119,37 @@ class FakeFeishu:
         for robot in self.robots.values():
             robot.arrivals.clear()
 
-    def faults(self, plan: FaultPlan | None) -> None:
-        """Inject the plan's faults into the hook from now on (None: no more faults)."""
-        if plan is not None:
-            plan.check(FAULTS)
-        self._plan = plan
-
-    def messages(self, token: str) -> list[dict[str, Any]]:
+    def messages(self, key: str) -> list[dict[str, Any]]:
         """The accepted bodies for one bot, without the signature fields."""
         return [
-            {key: value for key, value in body.items() if key not in ("timestamp", "sign")}
-            for body in self.accepted.get(token, [])
+            {name: value for name, value in body.items() if name not in ("timestamp", "sign")}
+            for body in self.accepted.get(key, [])
         ]
 
-    def delivered(self) -> Counter[tuple[str, str]]:
-        """Accepted messages by (token, canonical JSON without signature): a count above 1 is a duplicate."""
-        return Counter(
-            (token, json.dumps(body, sort_keys=True, ensure_ascii=False))
-            for token in self.accepted
-            for body in self.messages(token)
-        )
+    # --- the platform -------------------------------------------------------------------------------
 
-    def error_codes(self) -> list[int]:
-        return [code for _, code, _ in self.errors]
+    def windows(self) -> tuple[Window, ...]:
+        limit = self.rate_limit
+        return () if limit is None else ((limit.per_second, limit.second), (limit.per_minute, limit.minute))
 
-    # --- serving ------------------------------------------------------------------------------------
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post(HOOK + "{token}", self._send)
 
-    async def start(self, port: int = 0) -> None:
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._record_path], client_max_size=1024**2)
-        app.router.add_post(HOOK + "{token}", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        return await self._hook(request, request.match_info["token"])
 
-    async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()  # "slow" answers still pending go out now, not after the shutdown wait
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @web.middleware
-    async def _record_path(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.paths.append(request.path)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    async def _hook(self, request: web.Request) -> web.StreamResponse:
-        token = request.match_info["token"]
-        try:
-            raw = await request.read()
-        except ConnectionError:  # the sender died while sending: no one is left to answer
-            return web.Response(status=400)
+    def _arrived(self, raw: bytes) -> None:
         self.body_sizes.append(len(raw))
-        late_by = 0.0
-        plan = self._plan
-        fault = plan.draw(token) if plan is not None else None
-        if plan is not None and fault is not None:
-            self.injected.append((fault, token))
-            if fault == "drop":
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response()  # never written: the transport is closing
-            if fault == "500":
-                return web.Response(status=500, text="500 Internal Server Error")
-            if fault == "429":
-                return web.Response(
-                    status=429, text="Too Many Requests", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-                )
-            if fault == "11232":
-                return self._refuse(token, Refused(RATE_LIMITED))
-            late_by = plan.slow_seconds
-        try:
-            self._accept(token, raw)
-        except Refused as refused:
-            return self._refuse(token, refused)
-        if late_by:
-            await self._late(late_by)
-        return web.json_response(SUCCESS)
 
-    def _accept(self, token: str, raw: bytes) -> None:
+    def _inject(self, fault: str, key: str | None) -> web.StreamResponse:
+        if fault == "429":
+            return web.Response(
+                status=429, text="Too Many Requests", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
+        return self._refuse(key, Refused(RATE_LIMITED))
+
+    def _accept(self, key: str | None, raw: bytes) -> None:
+        assert key is not None  # the route always has one
         if len(raw) > MAX_BODY_BYTES:
             raise Refused(BAD_REQUEST, 400)
         try:
@@ -239,8 +158,8 @@ class FakeFeishu:
             raise Refused(BAD_REQUEST, 400) from None
         if not isinstance(body, dict):
             raise Refused(BAD_REQUEST, 400)
-        self.received.append((token, body))
-        robot = self.robots.get(token)
+        self.received.append((key, body))
+        robot = self.robots.get(key)
         if robot is None:
             raise Refused(TOKEN_INVALID)
         if not robot.enabled:
@@ -254,18 +173,7 @@ class FakeFeishu:
         check_message(body)
         if robot.keywords and not any(keyword in text for text in _texts(body) for keyword in robot.keywords):
             raise Refused(NO_KEYWORD)
-        robot.arrivals.append(now)
-        self.accepted.setdefault(token, []).append(body)
-
-    def _over_limit(self, robot: Robot, now: float) -> bool:
-        limit = self.rate_limit
-        if limit is None:
-            return False
-        arrivals = robot.arrivals
-        while arrivals and arrivals[0] <= now - limit.minute:
-            arrivals.popleft()
-        in_second = sum(1 for arrival in arrivals if arrival > now - limit.second)
-        return in_second >= limit.per_second or len(arrivals) >= limit.per_minute
+        self._store(key, robot, body, now)
 
     def _check_signature(self, body: dict[str, Any], secret: str) -> None:
         timestamp, signature = body.get("timestamp"), body.get("sign")
@@ -279,20 +187,12 @@ class FakeFeishu:
         if not hmac.compare_digest(expected, signature):
             raise Refused(SIGN_FAIL)
 
-    def _refuse(self, token: str, refused: Refused) -> web.Response:
-        self.errors.append((token, refused.code, refused.msg))
+    def _answer(self, refused: Refused | None) -> web.StreamResponse:
+        if refused is None:
+            return web.json_response(SUCCESS)
         return web.json_response(
             {"code": refused.code, "msg": refused.msg, "data": {}}, status=refused.status
         )
-
-    async def _late(self, seconds: float) -> None:
-        """Wait before answering, but no longer than until the fake closes."""
-        assert self._closing is not None
-        try:
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
-        except TimeoutError:
-            pass
 
 
 def check_message(body: dict[str, Any]) -> None:
@@ -372,16 +272,5 @@ def _texts(body: dict[str, Any]) -> Iterator[str]:
 
 @asynccontextmanager
 async def running_fake_feishu(port: int = 0) -> AsyncIterator[FakeFeishu]:
-    fake = FakeFeishu()
-    await fake.start(port)
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def fake_feishu() -> AsyncIterator[FakeFeishu]:
-    """A fake Feishu webhook server on a free loopback port, with no bots yet."""
-    async with running_fake_feishu() as fake:
+    async with running(FakeFeishu(), port) as fake:
         yield fake

@@ -18,40 +18,32 @@ clients record, see channels/wecom/__init__.py):
   for markdown (2048 for text) -> 40058 "markdown.content exceed max length 4096. invalid Request
   Parameter", missing -> 40058 "missing markdown" (the last errmsg is not a recorded one).
 
-Every request to the hook is recorded in `received` (key, body), `errors` lists the refusals as (key,
-errcode, errmsg) and `accepted` the accepted bodies per key; `contents(key)` gives their markdown text.
-`paths` lists every requested path with its query, hook or not.
-
-`faults(FaultPlan)` (tests/fakes/faults.py; key: the robot key) injects into the hook: "500" (HTTP 500, a
-non-JSON body; nothing stored), "drop" (the connection closed with no answer; nothing stored), "45009"
-(the rate answer though under the rate; nothing stored), "-1" (系统繁忙; nothing stored) and "slow"
-(stored, then answered `slow_seconds` late: a client that gives up sooner cannot tell whether it was
-delivered).
+What every robot fake records and how it plays the shared faults is in tests/fakes/robot_api.py:
+`received` holds (key, body) of every request to the hook, `errors` the refusals as (key, errcode, errmsg)
+and `accepted` the accepted bodies per key; `contents(key)` gives their markdown text. Besides the shared
+faults ("500", "drop", "slow"), `faults(FaultPlan)` injects "45009" (the rate answer though under the
+rate; nothing stored) and "-1" (系统繁忙; nothing stored).
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import pytest
 from aiohttp import web
 
-from tests.fakes.faults import FaultPlan
+from tests.fakes.robot_api import SHARED_FAULTS, Refused, Robot, RobotFake, Window, running
 
 SEND_PATH = "/cgi-bin/webhook/send"
 MAX_MARKDOWN_BYTES = 4096  # 消息推送配置说明: "markdown内容，最长不超过4096个字节，必须是utf8编码"
 MAX_TEXT_BYTES = 2048  # same page: "文本内容，最长不超过2048个字节，必须是utf8编码"
 PER_WINDOW = 20  # same page: "每个机器人发送的消息不能超过20条/分钟"
 WINDOW_SECONDS = 60.0
-FAULTS = ("500", "drop", "slow", "45009", "-1")
+FAULTS = (*SHARED_FAULTS, "45009", "-1")
 MSGTYPES = ("text", "markdown", "markdown_v2", "image", "news", "file", "voice", "template_card")
 CONTENT_LIMITS = {"text": MAX_TEXT_BYTES, "markdown": MAX_MARKDOWN_BYTES, "markdown_v2": MAX_MARKDOWN_BYTES}
 
@@ -72,52 +64,26 @@ def too_long(msgtype: str, limit: int) -> tuple[int, str]:
     return 40058, f"{msgtype}.content exceed max length {limit}. invalid Request Parameter"
 
 
-class Refused(Exception):
-    def __init__(self, code_msg: tuple[int, str]) -> None:
-        super().__init__(code_msg[1])
-        self.code, self.msg = code_msg
-
-
-@dataclass
-class Robot:
-    enabled: bool = True
-    arrivals: deque[float] = field(default_factory=deque)  # accepted messages, oldest first
-
-
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     per_window: int = PER_WINDOW
     window: float = WINDOW_SECONDS
 
 
-class FakeWeCom:
+class FakeWeCom(RobotFake[Robot]):
     """The fake server's state. `url` is its root, to be given to WeComSender as its API root."""
 
+    FAULTS: ClassVar[tuple[str, ...]] = FAULTS
+
     def __init__(self) -> None:
-        self.url = ""
-        self.robots: dict[str, Robot] = {}
+        super().__init__()
         self.rate_limit: RateLimit | None = RateLimit()
-        self.clock: Callable[[], float] = time.monotonic  # the rate window's clock
-        self.received: list[tuple[str | None, Any]] = []
-        self.accepted: dict[str, list[dict[str, Any]]] = {}
-        self.accepted_at: dict[str, list[float]] = {}
-        self.errors: list[tuple[str | None, int, str]] = []
-        self.paths: list[str] = []
-        self.throttled = 0  # 45009 answers of the rate limit (not injected ones)
-        self.injected: list[tuple[str, str | None]] = []  # (fault, key) of every fault a FaultPlan injected
-        self._plan: FaultPlan | None = None
         self._hints = itertools.count(1653710540075724015410106)
-        self._closing: asyncio.Event | None = None
-        self._runner: web.AppRunner | None = None
 
     # --- what tests arrange and read ----------------------------------------------------------------
 
     def add_robot(self, key: str) -> None:
         self.robots[key] = Robot()
-
-    def remove_robot(self, key: str) -> None:
-        """The robot is removed from its group: its key answers 93000 from now on."""
-        self.robots.pop(key, None)
 
     def disable_robot(self, key: str) -> None:
         self.robots[key].enabled = False
@@ -131,83 +97,25 @@ class FakeWeCom:
     def lift_rate_limit(self) -> None:
         self.rate_limit = None
 
-    def faults(self, plan: FaultPlan | None) -> None:
-        """Inject the plan's faults into the hook from now on (None: no more faults)."""
-        if plan is not None:
-            plan.check(FAULTS)
-        self._plan = plan
-
     def contents(self, key: str) -> list[str]:
         """The markdown (or text) content of every message accepted for one robot, in order."""
         return [str(body[body["msgtype"]]["content"]) for body in self.accepted.get(key, [])]
 
-    def delivered(self) -> Counter[tuple[str, str]]:
-        """Accepted messages by (key, canonical JSON): a count above 1 is a duplicate."""
-        return Counter(
-            (key, json.dumps(body, sort_keys=True, ensure_ascii=False))
-            for key, bodies in self.accepted.items()
-            for body in bodies
-        )
+    # --- the platform -------------------------------------------------------------------------------
 
-    def error_codes(self) -> list[int]:
-        return [code for _, code, _ in self.errors]
+    def windows(self) -> tuple[Window, ...]:
+        limit = self.rate_limit
+        return () if limit is None else ((limit.per_window, limit.window),)
 
-    # --- serving ------------------------------------------------------------------------------------
-
-    async def start(self, port: int = 0) -> None:
-        self._closing = asyncio.Event()
-        app = web.Application(middlewares=[self._record_path])
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post(SEND_PATH, self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-
-    async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()  # "slow" answers still pending go out now, not after the shutdown wait
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @web.middleware
-    async def _record_path(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.paths.append(request.path_qs)
-        response: web.StreamResponse = await handler(request)
-        return response
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
         keys = request.query.getall("key", [])
-        key = keys[0] if len(keys) == 1 else None
-        try:
-            raw = await request.read()
-        except ConnectionError:  # the sender died while sending: no one is left to answer
-            return web.Response(status=400)
-        late_by = 0.0
-        plan = self._plan
-        fault = plan.draw(key) if plan is not None else None
-        if plan is not None and fault is not None:
-            self.injected.append((fault, key))
-            if fault == "drop":
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response()  # never written: the transport is closing
-            if fault == "500":
-                return web.Response(status=500, text="500 Internal Server Error")
-            if fault == "45009":
-                return self._refuse(key, Refused(TOO_FAST))
-            if fault == "-1":
-                return self._refuse(key, Refused(BUSY))
-            late_by = plan.slow_seconds
-        try:
-            self._accept(key, raw)
-        except Refused as refused:
-            return self._refuse(key, refused)
-        if late_by:
-            await self._late(late_by)
-        return web.json_response(OK)
+        return await self._hook(request, keys[0] if len(keys) == 1 else None)
+
+    def _inject(self, fault: str, key: str | None) -> web.StreamResponse:
+        return self._refuse(key, Refused(TOO_FAST if fault == "45009" else BUSY))
 
     def _accept(self, key: str | None, raw: bytes) -> None:
         try:
@@ -222,40 +130,21 @@ class FakeWeCom:
             raise Refused(DISABLED)
         if not isinstance(body, dict):
             raise Refused(WRONG_JSON)
-        now = self.clock()
+        now = self.window_clock()
         if self._over_limit(robot, now):
             self.throttled += 1
             raise Refused(TOO_FAST)
         check_message(body)
-        robot.arrivals.append(now)
-        self.accepted.setdefault(key, []).append(body)
-        self.accepted_at.setdefault(key, []).append(now)
+        self._store(key, robot, body, now)
 
-    def _over_limit(self, robot: Robot, now: float) -> bool:
-        limit = self.rate_limit
-        if limit is None:
-            return False
-        arrivals = robot.arrivals
-        while arrivals and arrivals[0] <= now - limit.window:
-            arrivals.popleft()
-        return len(arrivals) >= limit.per_window
-
-    def _refuse(self, key: str | None, refused: Refused) -> web.Response:
-        self.errors.append((key, refused.code, refused.msg))
+    def _answer(self, refused: Refused | None) -> web.StreamResponse:
+        if refused is None:
+            return web.json_response(OK)
         errmsg = (
             f"{refused.msg}, hint: [{next(self._hints)}], from ip: 127.0.0.1, more info at "
             f"https://open.work.weixin.qq.com/devtool/query?e={refused.code}"
         )
         return web.json_response({"errcode": refused.code, "errmsg": errmsg})
-
-    async def _late(self, seconds: float) -> None:
-        """Wait before answering, but no longer than until the fake closes."""
-        assert self._closing is not None
-        try:
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
-        except TimeoutError:
-            pass
 
 
 def check_message(body: dict[str, Any]) -> None:
@@ -281,15 +170,5 @@ async def running_fake_wecom(*keys: str, port: int = 0) -> AsyncIterator[FakeWeC
     fake = FakeWeCom()
     for key in keys:
         fake.add_robot(key)
-    await fake.start(port)
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def fake_wecom() -> AsyncIterator[FakeWeCom]:
-    """A fake WeCom webhook server on a free loopback port, with the robots KEY and OTHER_KEY."""
-    async with running_fake_wecom(KEY, OTHER_KEY) as fake:
+    async with running(fake, port):
         yield fake

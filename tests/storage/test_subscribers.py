@@ -9,17 +9,16 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 import storage.subscribers
+from channels.registry import channel_registry
 from content.errors import BadInput
 from storage.database import Database
 from storage.issues import IssueStore
 from storage.migrate import alembic_config, current_revision
 from storage.subscribers import (
-    CHANNELS,
     MAX_TOPICS,
     ImportOutcome,
     SubscriberStatus,
     SubscriberStore,
-    check_address,
     normalise_topics,
 )
 from tests.storage.sample_issues import sample_issue
@@ -47,7 +46,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def subscribers(db: Database, clock: Clock) -> SubscriberStore:
-    return SubscriberStore(db, clock=clock)
+    # The service's rule for what makes two addresses one subscriber (emails case-insensitively).
+    return SubscriberStore(db, keys=channel_registry().address_key, clock=clock)
 
 
 # --- subscribe
@@ -266,23 +266,23 @@ async def test_purge_deletes_only_unconfirmed_sign_ups_whose_link_has_expired(
     await subscribers.subscribe("email", "fresh@example.com", confirmed=False)
     before = {row.address: row for row in await subscribers.list()}
 
-    purged = await subscribers.purge_unconfirmed(LINK_LIFETIME)
+    purged = await subscribers.purge_unconfirmed(LINK_LIFETIME, channel="email")
 
     after = {row.address: row for row in await subscribers.list()}
     assert purged == 1
     assert set(before) - set(after) == {"stale@example.com"}
     assert all(after[address] == before[address] for address in after)  # the others untouched
     assert after["returning@example.com"].status == SubscriberStatus.PENDING
-    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 0
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME, channel="email") == 0
 
 
 async def test_a_link_still_valid_keeps_its_sign_up(subscribers: SubscriberStore, clock: Clock) -> None:
     await subscribers.subscribe("email", "reader@example.com", confirmed=False)
     clock.advance(days=7)  # the link expires only after this moment
 
-    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 0
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME, channel="email") == 0
     clock.advance(seconds=1)
-    assert await subscribers.purge_unconfirmed(LINK_LIFETIME) == 1
+    assert await subscribers.purge_unconfirmed(LINK_LIFETIME, channel="email") == 1
     assert await subscribers.get("email", "reader@example.com") is None
     # The address may sign up afresh.
     row, changed = await subscribers.subscribe("email", "reader@example.com", confirmed=False)
@@ -338,7 +338,7 @@ async def test_import_makes_active_subscribers_and_keeps_out_who_left(
 
 async def test_an_import_with_a_bad_row_writes_nothing(subscribers: SubscriberStore) -> None:
     with pytest.raises(BadInput):
-        await subscribers.import_active([("telegram", "42", []), ("sms", "1", [])])
+        await subscribers.import_active([("telegram", "42", []), ("no such channel", "1", [])])
     assert await subscribers.count() == 0
 
 
@@ -379,7 +379,8 @@ async def test_get_by_id(subscribers: SubscriberStore) -> None:
 @pytest.mark.parametrize(
     ("channel", "address"),
     [
-        ("sms", "+8613800000000"),
+        ("no such channel", "+8613800000000"),  # not a name a channel can have
+        ("a_channel_name_too_long", "42"),
         ("", "42"),
         ("telegram", ""),
         ("email", "a@b.c\nBcc: x@example.com"),
@@ -400,51 +401,6 @@ async def test_the_store_refuses_too_many_topics(subscribers: SubscriberStore) -
     with pytest.raises(BadInput, match="topics"):
         await subscribers.subscribe("telegram", "42", topics=[f"t{n}" for n in range(MAX_TOPICS + 1)])
     assert await subscribers.count() == 0
-
-
-@pytest.mark.parametrize(
-    ("channel", "address"),
-    [
-        ("email", "reader@example.com"),
-        ("email", "Reader.Name+jianbao@mail.example.co.uk"),
-        ("email", "  reader@example.com "),  # spaces around what was typed are dropped
-        ("telegram", "123456789"),
-        ("telegram", "-1001234567890"),
-        ("wechat", OPENID),
-        ("wechat", "o" * 64),
-    ],
-)
-def test_check_address_accepts(channel: str, address: str) -> None:
-    assert check_address(channel, address) == address.strip()
-
-
-@pytest.mark.parametrize(
-    ("channel", "address", "reason"),
-    [
-        ("email", "a@b.c\nBcc: x@example.com", "valid"),
-        ("email", "reader@example.com\r\n", "valid"),
-        ("email", "reader example@example.com", "valid"),
-        ("email", "reader@@example.com", "exactly one @"),
-        ("email", "reader@exa@mple.com", "exactly one @"),
-        ("email", "readerexample.com", "exactly one @"),
-        ("email", "@example.com", "valid"),
-        ("email", "reader@", "domain"),
-        ("email", "reader@localhost", "domain"),
-        ("email", "reader..name@example.com", "valid"),
-        ("email", "<reader@example.com>", "valid"),
-        ("email", "读者@example.com", "valid"),
-        ("email", "r" * 64 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 63 + ".com", "at most 254"),
-        ("telegram", "12a", "integer"),
-        ("telegram", "0", "integer"),
-        ("telegram", "99999999999999999999", "integer"),
-        ("wechat", "o" * 27, "openid"),
-        ("wechat", "o" * 27 + "!", "openid"),
-        ("sms", "123", "unknown channel"),
-    ],
-)
-def test_check_address_refuses(channel: str, address: str, reason: str) -> None:
-    with pytest.raises(BadInput, match=reason):
-        check_address(channel, address)
 
 
 def test_normalise_topics() -> None:
@@ -477,12 +433,11 @@ async def test_migration_0002_goes_down_to_0001_and_up_again_keeping_the_issues(
     await db.migrate()
 
     async with db.engine.connect() as connection:
-        assert await connection.run_sync(current_revision) == "0003"
+        assert await connection.run_sync(current_revision) == "0004"
         assert {"subscriber", "link"} <= await connection.run_sync(table_names)
     assert await IssueStore(db).get(issue.date) == issue
     assert await SubscriberStore(db).count() == 0
 
 
-def test_channels_fit_the_channel_column() -> None:
-    assert max(len(channel) for channel in CHANNELS) <= 16
+def test_statuses_fit_the_status_column() -> None:
     assert max(len(status) for status in SubscriberStatus) <= 16

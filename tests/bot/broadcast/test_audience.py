@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.broadcast.audience import SKIP_TOPICS, SKIP_WINDOW, TopicMatcher, audience
+from bot.broadcast.audience import SKIP_TOPICS, TopicMatcher, audience
+from channels.registry import channel_registry
+from channels.wechat.channel import SKIP_WINDOW
 from content.parser import parse_issue
 from content.source import decode_issue, read_issue_file
 from storage.broadcasts import Recipient
@@ -40,7 +42,7 @@ def test_a_topic_matches_through_the_glossary() -> None:
 
 
 def test_the_rule() -> None:
-    rule = audience(ISSUE, NOW)
+    rule = audience(ISSUE, NOW, channel_registry())
     assert rule(_recipient()) is None
     assert rule(_recipient(topics=("区块链", "量化"))) is None
     assert rule(_recipient(topics=("区块链",))) == SKIP_TOPICS

@@ -125,7 +125,7 @@ MISTAKES: list[tuple[tuple[str, ...], int, str]] = [
     (
         ("broadcast", "send", str(DAY), "--channel", "sms"),
         1,
-        "unknown channel 'sms': use one of wechat, telegram, email",
+        "unknown channel 'sms': use one of wechat, telegram, email, wecom, feishu",
     ),
     (
         ("broadcast", "send", str(DAY), "--channel", "email"),
@@ -135,7 +135,7 @@ MISTAKES: list[tuple[tuple[str, ...], int, str]] = [
     (
         ("broadcast", "send", str(DAY), "--test-to", "not an address", "--channel", "email"),
         2,
-        "broadcast send --test-to: not a valid email address (one line, no spaces, ASCII, like name@example.com)",
+        "broadcast send --test-to: not a valid email address: an email address must have an @-sign.",
     ),
     (("broadcast", "pause", "12345"), 1, "no broadcast with id 12345"),
 ]

@@ -8,6 +8,7 @@ from collections import Counter
 
 from bot.broadcast.control import BroadcastControl, SendRequest
 from bot.rendering import Renderer
+from channels.telegram import render_telegram
 from storage.broadcasts import BroadcastState, StartReport
 from storage.deliveries import DeliveryLedger
 from storage.issues import IssueStore
@@ -73,7 +74,9 @@ async def test_the_fault_mix_delivers_every_deliverable_message_exactly_once(wor
     # their subscribers are BLOCKED.
     issue = await IssueStore(world.db).get(DAY)
     assert issue is not None
-    parts = [message.text for message in Renderer(settings).telegram(issue).messages]
+    parts = [
+        message.text for message in render_telegram(Renderer(settings).document(issue, "telegram")).messages
+    ]
     delivered = world.telegram.delivered()
     for chat in chat_ids(40):
         expected = 0 if chat in blocked_chats else 1

@@ -20,6 +20,7 @@ from bot.broadcast.runtime import open_worker
 from bot.importing import import_paths
 from bot.rendering import Renderer
 from bot.settings import Settings
+from channels.telegram import render_telegram
 from content.parser import parse_issue
 from content.source import read_issue_file
 from storage.broadcasts import BroadcastState, StartReport
@@ -105,7 +106,9 @@ async def test_workers_sharing_the_rate_get_no_429(world: World, tmp_path: Path)
 
 
 async def test_the_parts_of_an_issue_keep_a_second_apart_in_each_chat(world: World) -> None:
-    parts = Renderer(world.settings).telegram(parse_issue(read_issue_file(DEMO_DIR / f"{DAY}.md"))).messages
+    parts = render_telegram(
+        Renderer(world.settings).document(parse_issue(read_issue_file(DEMO_DIR / f"{DAY}.md")), "telegram")
+    ).messages
     assert len(parts) == 3
     await world.add(telegram=MULTI_PART_CHATS)
     fake = world.telegram

@@ -66,7 +66,8 @@ async def test_an_editor_sends_an_issue_and_follows_it_to_done(api: Api) -> None
     response = await api.client.post("/api/broadcasts", json={"date": str(DAY)}, headers=AUTH)
     assert response.status == 201, await response.text()
     created = await response.json()
-    assert created["channels"] == ["telegram"]
+    # Every channel that can send: Telegram is configured, the robots need no credentials of ours.
+    assert created["channels"] == ["telegram", "wecom", "feishu"]
     assert created["added_pending"] == 3
     again = await api.client.post("/api/broadcasts", json={"date": str(DAY)}, headers=AUTH)
     assert again.status == 200
@@ -123,7 +124,7 @@ async def test_pause_resume_cancel_through_the_api(api: Api) -> None:
         (
             b'{"date": "2020-07-02", "channels": ["sms"]}',
             400,
-            "unknown channel 'sms': use one of wechat, telegram, email",
+            "unknown channel 'sms': use one of wechat, telegram, email, wecom, feishu",
         ),
         (
             b'{"date": "2020-07-02", "channels": ["email"]}',

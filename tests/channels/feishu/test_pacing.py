@@ -15,27 +15,11 @@ import pytest
 from channels.base import PushStatus
 from channels.feishu import MARGIN_SECONDS, PUSHES_PER_MINUTE, PUSHES_PER_SECOND, RobotPacer, robot_pacer
 from channels.feishu.transport import FeishuSender
-from tests.fakes.feishu_api import OTHER_TOKEN, TOKEN, FakeFeishu, RateLimit, fake_feishu
-
-__all__ = ["fake_feishu"]  # the fixture, used by name
-
-
-class Clock:
-    """A clock that only `sleep` moves: the pacer's waits become exact numbers."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fakes.feishu_api import OTHER_TOKEN, TOKEN, FakeFeishu, RateLimit
+from tests.fakes.robot_api import VirtualClock
 
 
-def pacer(clock: Clock, **options: float) -> RobotPacer:
+def pacer(clock: VirtualClock, **options: float) -> RobotPacer:
     settings: dict[str, float] = {
         "per_second": 2,
         "per_minute": 3,
@@ -58,7 +42,7 @@ def test_the_documented_limits() -> None:
 
 
 def test_slots_follow_both_windows() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock)
     delays = [paced.reserve(TOKEN) for _ in range(7)]
     # 2 a second, 3 every 10 s: two now, the third a second later, the next three 10 s after the first ones.
@@ -66,7 +50,7 @@ def test_slots_follow_both_windows() -> None:
 
 
 async def test_wait_sleeps_until_the_slot() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock)
     sent = []
     for _ in range(4):
@@ -77,7 +61,7 @@ async def test_wait_sleeps_until_the_slot() -> None:
 
 
 def test_the_margin_is_kept_after_every_window() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock, margin=0.25)
     assert [paced.reserve(TOKEN) for _ in range(4)] == [0.0, 0.0, 1.25, 10.25]
 
@@ -95,7 +79,7 @@ def within_limits(times: list[float], per_second: int, per_minute: int, second: 
 @pytest.mark.parametrize("seed", range(5))
 def test_any_arrival_pattern_stays_within_the_limits(seed: int) -> None:
     generator = random.Random(seed)
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock, per_second=5, per_minute=20, second=1.0, minute=12.0)
     slots: dict[str, list[float]] = {TOKEN: [], OTHER_TOKEN: []}
     for _ in range(200):
@@ -108,14 +92,14 @@ def test_any_arrival_pattern_stays_within_the_limits(seed: int) -> None:
 
 
 def test_bots_do_not_wait_for_each_other() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock)
     assert [paced.reserve(TOKEN) for _ in range(3)] == [0.0, 0.0, 1.0]
     assert [paced.reserve(OTHER_TOKEN) for _ in range(2)] == [0.0, 0.0]
 
 
 async def test_concurrent_pushes_to_one_bot_take_distinct_slots() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock)
     woke: list[float] = []
 
@@ -130,7 +114,7 @@ async def test_concurrent_pushes_to_one_bot_take_distinct_slots() -> None:
 
 
 def test_a_hold_delays_only_that_bot() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock)
     paced.hold(TOKEN, 30.0)
     assert paced.reserve(TOKEN) == 30.0
@@ -140,7 +124,7 @@ def test_a_hold_delays_only_that_bot() -> None:
 
 
 def test_idle_bots_are_forgotten() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock, per_second=5, per_minute=100, second=1.0, minute=60.0)
     peak = 0
     for number in itertools.count():
@@ -159,7 +143,7 @@ def test_idle_bots_are_forgotten() -> None:
 
 
 def test_a_bot_keeps_at_most_a_minutes_worth_of_slots() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     paced = pacer(clock, per_second=5, per_minute=100)
     for _ in range(10_000):
         paced.reserve(TOKEN)
@@ -178,7 +162,7 @@ def test_a_bot_keeps_at_most_a_minutes_worth_of_slots() -> None:
 )
 def test_nonsense_limits_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"window|margin"):
-        pacer(Clock(), **options)
+        pacer(VirtualClock(), **options)
 
 
 async def test_paced_pushes_are_never_throttled_by_the_platform(fake_feishu: FakeFeishu) -> None:

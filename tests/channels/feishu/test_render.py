@@ -1,4 +1,5 @@
-"""Feishu: every payload checked against the custom bot's rules by a validator written here.
+"""Feishu: every payload, rendered through the channel (channels/feishu/channel.py), checked against the
+custom bot's rules by a validator written here.
 
 The validator reads each body independently of the module's helpers (sources: 自定义机器人使用指南,
 https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot):
@@ -31,8 +32,8 @@ from channels.feishu import (
     FEISHU_MAX_BODY_BYTES,
     FeishuPayload,
     body_bytes,
-    render_feishu,
 )
+from channels.feishu.channel import FEISHU, FeishuSettings
 from channels.fitting import DoesNotFit, non_empty
 from channels.links import LinkPolicy, LinkRewriter
 from content.model import Issue, Item, QuickNews, Section
@@ -70,6 +71,21 @@ class Parsed:
     lines: list[str]
     paragraphs: list[list[dict[str, str]]]
     links: list[tuple[str, str]]  # (href, text)
+
+
+def render(document: IssueDocument, max_messages: int | None = None) -> FeishuPayload:
+    """The payload as a broadcast gets it, through the channel; what the channel says of it checked too."""
+    rendered = FEISHU.render(document, FeishuSettings(), max_messages=max_messages)
+    payload = rendered.payload
+    assert isinstance(payload, FeishuPayload)
+    assert rendered.to_dict() == payload.to_dict()
+    assert rendered.links == payload.links
+    assert rendered.parts == len(payload.messages)
+    assert rendered.sizes == {
+        "messages": len(payload.messages),
+        "bytes": [wire_bytes(body, signed=False) for body in payload.messages],
+    }
+    return payload
 
 
 def validate(payload: FeishuPayload) -> list[Parsed]:
@@ -226,7 +242,7 @@ def check_splits(parsed: list[Parsed]) -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
 def test_every_issue_renders_valid_messages(path: Path, policy: str) -> None:
     document = DOCUMENTS[path.stem, policy]
-    full = render_feishu(document)
+    full = render(document)
     parsed = validate(full)
     assert full.document == document, "the full payload trims nothing from a real issue"
     assert primary_links(document) <= hrefs(parsed)
@@ -243,7 +259,7 @@ def test_every_issue_renders_valid_messages(path: Path, policy: str) -> None:
     }
 
     for max_messages in (1, 2, 3):
-        some = render_feishu(document, max_messages=max_messages)
+        some = render(document, max_messages=max_messages)
         parsed_some = validate(some)
         assert len(parsed_some) <= max_messages
         check_sections(some, parsed_some, document)
@@ -259,7 +275,7 @@ def test_full_mode_uses_as_few_messages_as_the_blocks_allow() -> None:
     """Greedy packing: the first block of each message would not have fitted in the one before."""
     split = 0
     for (stem, policy), document in DOCUMENTS.items():
-        full = render_feishu(document)
+        full = render(document)
         for before, after in itertools.pairwise(full.messages):
             paragraphs = after["content"]["post"]["zh_cn"]["content"]
             first_block = list(itertools.takewhile(lambda paragraph: paragraph != BLANK, paragraphs))
@@ -275,13 +291,13 @@ def test_full_mode_uses_as_few_messages_as_the_blocks_allow() -> None:
 
 def test_max_messages_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        render_feishu(DOCUMENTS["2020-07-02", "tracked"], max_messages=0)
+        render(DOCUMENTS["2020-07-02", "tracked"], max_messages=0)
 
 
 def test_rendering_is_deterministic() -> None:
     document = DOCUMENTS["2021-07-18", "tracked"]
-    assert render_feishu(document).to_dict() == render_feishu(document).to_dict()
-    assert render_feishu(document, max_messages=1) == render_feishu(document, max_messages=1)
+    assert render(document).to_dict() == render(document).to_dict()
+    assert render(document, max_messages=1) == render(document, max_messages=1)
 
 
 # --- goldens -----------------------------------------------------------------------------------------
@@ -295,7 +311,7 @@ def test_rendering_is_deterministic() -> None:
     ],
 )
 def test_golden_payload(stem: str, max_messages: int | None, name: str) -> None:
-    payload = render_feishu(document_of(ISSUES[stem], GOLDEN_POLICY), max_messages=max_messages)
+    payload = render(document_of(ISSUES[stem], GOLDEN_POLICY), max_messages=max_messages)
     validate(payload)
     golden = GOLDEN / name
     if os.environ.get("JIANBAO_REGENERATE_GOLDEN"):
@@ -307,7 +323,7 @@ def test_golden_payload(stem: str, max_messages: int | None, name: str) -> None:
 
 
 def test_preview_shows_the_visible_text_of_every_message() -> None:
-    payload = render_feishu(document_of(ISSUES["2020-07-02"], GOLDEN_POLICY))
+    payload = render(document_of(ISSUES["2020-07-02"], GOLDEN_POLICY))
     preview = payload.preview()
     assert '"tag"' not in preview
     assert "https://" not in preview
@@ -334,19 +350,19 @@ def two_items(summary_chars: int) -> IssueDocument:
 
 def exact_fit() -> int:
     """The summary length that makes the one message exactly FEISHU_BODY_BUDGET bytes."""
-    one = body_bytes(render_feishu(two_items(1)).messages[0])  # each further "x" is one more byte
+    one = body_bytes(render(two_items(1)).messages[0])  # each further "x" is one more byte
     return FEISHU_BODY_BUDGET - one + 1
 
 
 def test_a_body_at_the_budget_is_one_message_and_a_byte_more_splits_between_items() -> None:
     length = exact_fit()
-    at_limit = render_feishu(two_items(length))
+    at_limit = render(two_items(length))
     (body,) = at_limit.messages
     assert body_bytes(body) == FEISHU_BODY_BUDGET
     assert wire_bytes(body) <= MAX_BODY
     validate(at_limit)
 
-    over = render_feishu(two_items(length + 1))
+    over = render(two_items(length + 1))
     first, second = validate(over)
     assert first.lines[-1] == "摘要"  # the first item whole
     assert second.lines[0] == "【栏目】（续）"
@@ -354,14 +370,14 @@ def test_a_body_at_the_budget_is_one_message_and_a_byte_more_splits_between_item
     assert second.lines[2] == "x" * (length + 1)  # the second item whole, not cut
 
     # One message: summaries are shortened before any item is dropped (channels/fitting.py).
-    digest = render_feishu(two_items(length + 1), max_messages=1)
+    digest = render(two_items(length + 1), max_messages=1)
     (only,) = validate(digest)
     assert only.lines[-1] == "x" * 399 + "…"
     assert digest.document.sections[0].omitted == 0
 
 
 def test_an_item_too_big_for_any_message_is_shortened_not_split() -> None:
-    payload = render_feishu(two_items(30_000))
+    payload = render(two_items(30_000))
     parsed = validate(payload)
     assert len(parsed) == 2
     summary = payload.document.sections[0].items[1].summary_text
@@ -430,7 +446,7 @@ def hostile_issue() -> Issue:
 def test_hostile_content_stays_valid(policy: str) -> None:
     document = document_of(hostile_issue(), POLICIES[policy])
     for max_messages in (None, 1, 2, 3):
-        payload = render_feishu(document, max_messages=max_messages)
+        payload = render(document, max_messages=max_messages)
         parsed = validate(payload)
         text = "\n".join(line for message in parsed for line in message.lines)
         assert "【<业界新闻>】" in text
@@ -449,7 +465,7 @@ def test_hostile_content_stays_valid(policy: str) -> None:
 
 def test_hostile_full_mode_shortens_only_what_cannot_fit_alone() -> None:
     document = document_of(hostile_issue(), POLICIES["tracked"])
-    payload = render_feishu(document)
+    payload = render(document)
     parsed = validate(payload)
     items = payload.document.sections[0].items
     assert items[0].summary_text.endswith("…")
@@ -465,7 +481,7 @@ def test_hostile_full_mode_shortens_only_what_cannot_fit_alone() -> None:
     assert "line one" in lines  # a code block's lines are paragraphs
     assert "line two" in lines
     # Tracking turns the huge link into a short redirect; without it, the link goes, the title stays.
-    untracked = render_feishu(document_of(hostile_issue(), POLICIES["no-public-url"]))
+    untracked = render(document_of(hostile_issue(), POLICIES["no-public-url"]))
     huge = untracked.document.sections[0].items[5]
     assert huge.url is None
     assert huge.title == "huge link"
@@ -478,13 +494,13 @@ def test_an_issue_with_hundreds_of_items_splits_into_valid_messages() -> None:
     )
     issue = Issue(date=dt.date(2024, 1, 3), title="大", sections=(Section("多", 1, items),))
     document = document_of(issue, POLICIES["tracked"])
-    payload = render_feishu(document)
+    payload = render(document)
     parsed = validate(payload)
     assert len(payload.messages) > 10
     assert primary_links(document) <= hrefs(parsed)
     check_sections(payload, parsed, document)
     check_splits(parsed)
-    one = render_feishu(document, max_messages=1)
+    one = render(document, max_messages=1)
     (parsed_one,) = validate(one)
     assert one.document.sections[0].omitted > 0
     check_sections(one, [parsed_one], document)
@@ -499,7 +515,7 @@ def test_too_many_sections_for_the_budget_do_not_fit() -> None:
         Issue(date=dt.date(2024, 1, 4), title="多栏目", sections=sections), POLICIES["no-public-url"]
     )
     with pytest.raises(DoesNotFit):  # 100 long headers and 100 short titles are over 20 KB
-        render_feishu(document, max_messages=1)
-    parsed = validate(render_feishu(document, max_messages=2))
+        render(document, max_messages=1)
+    parsed = validate(render(document, max_messages=2))
     assert len(parsed) == 2
     assert sum(line.startswith("【栏目") for message in parsed for line in message.lines) == 100

@@ -8,8 +8,7 @@ import datetime as dt
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -33,10 +32,8 @@ from tests.fakes.feishu_api import (
     TOKEN,
     FakeFeishu,
     RateLimit,
-    fake_feishu,
 )
-
-__all__ = ["fake_feishu"]  # the fixture, used by name
+from tests.fakes.robot_api import unanswered_port
 
 HOOK = "/open-apis/bot/v2/hook/"
 
@@ -330,29 +327,6 @@ async def test_no_answer_in_time_is_uncertain_and_was_delivered(fake_feishu: Fak
         await sender.close()
     assert result.status == PushStatus.UNCERTAIN
     assert fake_feishu.messages(TOKEN) == [body()]  # it was: a resend would have made it twice
-
-
-@contextmanager
-def unanswered_port() -> Iterator[int]:
-    """A loopback port that never completes a connection: its accept queue is full, so the kernel drops
-    further SYNs and connect() hangs until the client gives up (a connect timeout, nothing sent)."""
-    server = socket.socket()
-    fillers: list[socket.socket] = []
-    try:
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        port = server.getsockname()[1]
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            fillers.append(filler)
-            with suppress(BlockingIOError):  # the handshake completes later, or never
-                filler.connect(("127.0.0.1", port))
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        server.close()
 
 
 async def test_a_connect_timeout_is_retried() -> None:

@@ -8,9 +8,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.faults import FaultPlan
-from tests.fakes.wecom_api import KEY, OTHER_KEY, FakeWeCom, fake_wecom
-
-__all__ = ["fake_wecom"]  # the fixture, used by name
+from tests.fakes.wecom_api import KEY, OTHER_KEY, FakeWeCom
 
 
 async def post(fake: FakeWeCom, query: str, data: bytes | str) -> tuple[int, Any]:

@@ -18,22 +18,8 @@ from channels.wecom import (
     robot_pacer,
 )
 from channels.wecom.transport import WeComSender
+from tests.fakes.robot_api import VirtualClock
 from tests.fakes.wecom_api import KEY, OTHER_KEY, PER_WINDOW, running_fake_wecom
-
-
-class Clock:
-    """Virtual time: the pacer's sleeps advance it, so no test waits for real."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def test_the_limit_is_the_documented_one() -> None:
@@ -43,7 +29,7 @@ def test_the_limit_is_the_documented_one() -> None:
 
 
 def test_reserved_slots_keep_every_window_within_the_limit() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     pacer = RobotPacer(WINDOWS, clock=clock, margin=0.5)
     delays = [pacer.reserve(KEY) for _ in range(45)]
     assert delays[:20] == [0.0] * 20
@@ -56,7 +42,7 @@ def test_reserved_slots_keep_every_window_within_the_limit() -> None:
 
 
 async def test_wait_sleeps_until_the_slot() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     pacer = RobotPacer([(3, 10.0)], margin=0.0, clock=clock, sleep=clock.sleep)
     for _ in range(7):
         await pacer.wait(KEY)
@@ -65,7 +51,7 @@ async def test_wait_sleeps_until_the_slot() -> None:
 
 
 async def test_hold_keeps_a_throttled_robot_back() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     pacer = RobotPacer(WINDOWS, margin=MARGIN_SECONDS, clock=clock, sleep=clock.sleep)
     pacer.hold(KEY, 60.0)
     await pacer.wait(KEY)
@@ -76,7 +62,7 @@ async def test_hold_keeps_a_throttled_robot_back() -> None:
 
 
 def test_idle_robots_are_forgotten() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     pacer = RobotPacer(WINDOWS, clock=clock, margin=0.0)
     for number in range(1000):
         pacer.reserve(f"robot-{number:04d}-key")
@@ -89,7 +75,7 @@ def test_idle_robots_are_forgotten() -> None:
 
 
 def test_memory_per_robot_is_bounded() -> None:
-    clock = Clock()
+    clock = VirtualClock()
     pacer = RobotPacer(WINDOWS, margin=MARGIN_SECONDS, clock=clock)
     for _ in range(10_000):
         pacer.reserve(KEY)

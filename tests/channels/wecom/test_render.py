@@ -1,7 +1,7 @@
 """WeCom: every payload judged by an independent reader of the robot's markdown (wecom_markdown.py).
 
-- every corpus issue renders within 4096 bytes of UTF-8 per message, in full and with max_messages 1-3,
-  with only the documented markdown constructs;
+- every corpus issue renders, through the channel (channels/wecom/channel.py), within 4096 bytes of UTF-8
+  per message, in full and with max_messages 1-3, with only the documented markdown constructs;
 - full mode splits only between blocks: every item (numbered line and whole summary) is in one message,
   and each message took all the blocks it could;
 - a cut section ends with an exact "还有 N 条" linking to its part of the issue page;
@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from channels.document import IssueDocument, SectionBlock, build_document, summary_parser
 from channels.fitting import DoesNotFit, non_empty
 from channels.links import LinkPolicy, LinkRewriter
-from channels.wecom import WECOM_MAX_CONTENT_BYTES, WeComPayload, content_bytes, render_wecom, visible_text
+from channels.wecom import WECOM_MAX_CONTENT_BYTES, WeComPayload, content_bytes, visible_text
+from channels.wecom.channel import WECOM, WeComSettings
 from content.model import Issue, Item, QuickNews, Section
 from content.parser import parse_issue
 from content.source import read_issue_file
@@ -61,6 +62,21 @@ DOCUMENTS = {
     for stem, issue in ISSUES.items()
     for name, policy in POLICIES.items()
 }
+
+
+def render(document: IssueDocument, max_messages: int | None = None) -> WeComPayload:
+    """The payload as a broadcast gets it, through the channel; what the channel says of it checked too."""
+    rendered = WECOM.render(document, WeComSettings(), max_messages=max_messages)
+    payload = rendered.payload
+    assert isinstance(payload, WeComPayload)
+    assert rendered.to_dict() == payload.to_dict()
+    assert rendered.links == payload.links
+    assert rendered.parts == len(payload.messages)
+    assert rendered.sizes == {
+        "messages": len(payload.messages),
+        "bytes": [len(body["markdown"]["content"].encode("utf-8")) for body in payload.messages],
+    }
+    return payload
 
 
 def validate(payload: WeComPayload) -> list[Markdown]:
@@ -177,7 +193,7 @@ def check_items_whole(payload: WeComPayload, parsed: list[Markdown]) -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
 def test_every_issue_renders_within_the_limits(path: Path, policy: str) -> None:
     document = DOCUMENTS[path.stem, policy]
-    full = render_wecom(document)
+    full = render(document)
     parsed = validate(full)
     assert full.document == document, "the full payload trims nothing from a real issue"
     assert primary_links(document) <= targets(parsed)
@@ -188,7 +204,7 @@ def test_every_issue_renders_within_the_limits(path: Path, policy: str) -> None:
     else:
         assert not any("jianbao.example" in href for href in hrefs(parsed))
     for max_messages in (1, 2, 3):
-        trimmed = render_wecom(document, max_messages=max_messages)
+        trimmed = render(document, max_messages=max_messages)
         parsed_trimmed = validate(trimmed)
         assert len(trimmed.messages) <= max_messages
         check_sections(trimmed, parsed_trimmed, document)
@@ -203,7 +219,7 @@ def test_full_mode_uses_as_few_messages_as_the_blocks_allow() -> None:
     for (stem, policy), document in DOCUMENTS.items():
         if policy != "tracked":
             continue
-        contents = [body["markdown"]["content"] for body in render_wecom(document).messages]
+        contents = [body["markdown"]["content"] for body in render(document).messages]
         for before, after in itertools.pairwise(contents):
             first_block = after.split("\n\n")[0]
             if first_block.startswith("**【") and "】**（续）\n" in first_block:
@@ -215,7 +231,7 @@ def test_full_mode_uses_as_few_messages_as_the_blocks_allow() -> None:
 def test_one_message_digest_links_every_cut_to_the_issue_page() -> None:
     """A merged issue of several dozen items per section: max_messages=1 must cut, and says where to."""
     document = merged(sorted(ISSUES)[:8], "tracked")
-    one = render_wecom(document, max_messages=1)
+    one = render(document, max_messages=1)
     (parsed,) = validate(one)
     assert sum(section.omitted for section in one.document.sections) > 0
     check_sections(one, [parsed], document)
@@ -233,12 +249,12 @@ def test_limits_are_the_documented_ones() -> None:
 
 def test_max_messages_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        render_wecom(DOCUMENTS["2020-07-02", "tracked"], max_messages=0)
+        render(DOCUMENTS["2020-07-02", "tracked"], max_messages=0)
 
 
 def test_rendering_is_deterministic() -> None:
     document = DOCUMENTS["2021-08-01", "tracked"]
-    assert render_wecom(document).to_dict() == render_wecom(document).to_dict()
+    assert render(document).to_dict() == render(document).to_dict()
 
 
 # --- goldens -----------------------------------------------------------------------------------------
@@ -252,7 +268,7 @@ def test_rendering_is_deterministic() -> None:
     ],
 )
 def test_golden_payload(stem: str, max_messages: int | None, name: str) -> None:
-    payload = render_wecom(document_of(ISSUES[stem], GOLDEN_POLICY), max_messages=max_messages)
+    payload = render(document_of(ISSUES[stem], GOLDEN_POLICY), max_messages=max_messages)
     validate(payload)
     golden = GOLDEN / name
     if os.environ.get("JIANBAO_REGENERATE_GOLDEN"):
@@ -264,7 +280,7 @@ def test_golden_payload(stem: str, max_messages: int | None, name: str) -> None:
 
 
 def test_preview_shows_the_visible_text_of_every_message() -> None:
-    payload = render_wecom(document_of(ISSUES["2020-07-02"], GOLDEN_POLICY))
+    payload = render(document_of(ISSUES["2020-07-02"], GOLDEN_POLICY))
     preview = payload.preview()
     total = len(payload.messages)
     assert preview.count("──── 消息 ") == total
@@ -341,7 +357,7 @@ def hostile_issue() -> Issue:
 def test_hostile_content_stays_text(policy: str) -> None:
     document = document_of(hostile_issue(), POLICIES[policy])
     for max_messages in (None, 1, 2, 3):
-        payload = render_wecom(document, max_messages=max_messages)
+        payload = render(document, max_messages=max_messages)
         parsed = validate(payload)
         raw = "".join(body["markdown"]["content"] for body in payload.messages)
         visible = normalise("\n".join(markdown.visible for markdown in parsed))
@@ -364,7 +380,7 @@ def test_hostile_content_stays_text(policy: str) -> None:
 
 def test_hostile_full_mode_shortens_only_what_cannot_fit_alone() -> None:
     document = document_of(hostile_issue(), POLICIES["no-public-url"])
-    payload = render_wecom(document)
+    payload = render(document)
     validate(payload)
     items = payload.document.sections[0].items
     assert items[0].summary_text.endswith("…")
@@ -384,13 +400,13 @@ def test_an_issue_with_hundreds_of_items_splits_into_valid_messages() -> None:
     )
     issue = Issue(date=dt.date(2024, 1, 3), title="大", sections=(Section("多", 1, items),))
     document = document_of(issue, POLICIES["tracked"])
-    payload = render_wecom(document)
+    payload = render(document)
     parsed = validate(payload)
     assert len(payload.messages) > 50
     assert primary_links(document) <= targets(parsed)
     check_sections(payload, parsed, document)
     check_items_whole(payload, parsed)
-    one = render_wecom(document, max_messages=1)
+    one = render(document, max_messages=1)
     (parsed_one,) = validate(one)
     assert one.document.sections[0].omitted > 0
     check_sections(one, [parsed_one], document)
@@ -404,8 +420,8 @@ def test_too_many_sections_for_one_message_do_not_fit() -> None:
         Issue(date=dt.date(2024, 1, 4), title="多栏目", sections=sections), POLICIES["tracked"]
     )
     with pytest.raises(DoesNotFit):  # 60 headers, titles and tracked links are over 4096 bytes
-        render_wecom(document, max_messages=1)
-    parsed = validate(render_wecom(document, max_messages=2))
+        render(document, max_messages=1)
+    parsed = validate(render(document, max_messages=2))
     assert len(parsed) == 2
     assert sum(markdown.visible.count("【栏目") for markdown in parsed) == 60
 
@@ -438,10 +454,10 @@ def merged(stems: list[str], policy: str) -> IssueDocument:
 )
 def test_any_budget_fits_and_keeps_every_section(stems: list[str], policy: str, max_messages: int) -> None:
     document = merged(stems, policy) if len(stems) > 1 else DOCUMENTS[stems[0], policy]
-    payload = render_wecom(document, max_messages=max_messages)
+    payload = render(document, max_messages=max_messages)
     parsed = validate(payload)
     assert len(payload.messages) <= max_messages
     check_sections(payload, parsed, document)
-    full = render_wecom(document)
+    full = render(document)
     if len(full.messages) <= max_messages:  # room for everything: nothing is trimmed
         assert payload == full

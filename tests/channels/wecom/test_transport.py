@@ -4,8 +4,8 @@ and nothing but the configured API root is ever called."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -21,9 +21,8 @@ from content.source import read_issue_file
 from tests.channels.wecom.wecom_markdown import check_body
 from tests.content.corpus import corpus_dir
 from tests.fakes.faults import FaultPlan
-from tests.fakes.wecom_api import KEY, OTHER_KEY, FakeWeCom, fake_wecom, running_fake_wecom
-
-__all__ = ["fake_wecom"]  # the fixture, used by name
+from tests.fakes.robot_api import unanswered_port
+from tests.fakes.wecom_api import KEY, OTHER_KEY, FakeWeCom, running_fake_wecom
 
 UNKNOWN_KEY = "11111111-2222-4333-8444-555555555555"
 
@@ -187,28 +186,6 @@ async def test_injected_faults(fake_wecom: FakeWeCom, fault: str, status: PushSt
     no_key_in(first, KEY)
     if fault == "45009":
         assert first.retry_after == 60.0
-
-
-@contextmanager
-def unanswered_port() -> Iterator[int]:
-    """A loopback port whose listen queue is full: a connection attempt waits, then times out."""
-    server = socket.socket()
-    fillers: list[socket.socket] = []
-    try:
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        port = server.getsockname()[1]
-        for _ in range(3):
-            filler = socket.socket()
-            filler.setblocking(False)
-            with suppress(BlockingIOError):  # still connecting: the point is to fill the queue
-                filler.connect(("127.0.0.1", port))
-            fillers.append(filler)
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        server.close()
 
 
 async def test_a_connect_timeout_is_retried() -> None:

@@ -12,7 +12,7 @@ it get the narrow-screen layout; clients that drop <style> still get every other
 stays under EMAIL_HTML_MAX_BYTES after personalisation, trimmed section by section with channels.fitting
 when needed.
 
-This module is named `email` inside the `channels` package; absolute imports make `import email.message`
+This module's package is named `email` inside `channels`; absolute imports make `import email.message`
 here mean the standard library (checked by the tests), so it does not shadow it.
 """
 
@@ -33,8 +33,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from channels.base import TEMPLATE_DIR
 from channels.document import IssueDocument, ItemBlock, Run, shorten_text
+
+# MAX_ADDRESS_CHARS is re-exported: the HTML budget here reserves room for the longest address.
+from channels.email.address import MAX_ADDRESS_CHARS as MAX_ADDRESS_CHARS
+from channels.email.address import check_email_address
 from channels.fitting import fit, more_line, non_empty
 from channels.links import RewrittenLink
+from content.errors import BadInput
 
 # Gmail clips a message whose HTML is over ~102 KB, hiding the rest (the footer and its unsubscribe link):
 # stay under ~85 KB of UTF-8 (docs/channels.md, "Gmail clipping and layout"; ~102 KB is unofficial: Google
@@ -46,8 +51,6 @@ SUBJECT_MAX_CHARS = 60
 # Not a platform limit: inbox previews show roughly 40-140 characters depending on the client; the rest
 # of a longer preheader is never seen. An editorial choice.
 PREHEADER_MAX_CHARS = 100
-# RFC 5321 4.5.3.1.3: a path is at most 256 octets including its angle brackets -> 254 for the address.
-MAX_ADDRESS_CHARS = 254
 # Our own bound on unsubscribe URLs, so List-Unsubscribe (both URLs) stays far below RFC 5322 2.1.1's
 # 998-character line limit and the HTML budget can reserve room for the URL before it is known.
 MAX_UNSUBSCRIBE_URL_CHARS = 512
@@ -260,8 +263,15 @@ def preheader_text(document: IssueDocument) -> str:
 
 
 def check_recipient(to: str) -> str:
-    """The addr-spec of `to` ("a@b.example" or "Name <a@b.example>"); ValueError if malformed."""
-    return _single_address(to, "recipient")
+    """The addr-spec of `to` ("a@b.example" or "Name <a@b.example>"); ValueError if malformed.
+
+    The address itself must pass the subscriber address check (channels.email.address): one rule for
+    what may be stored and what may be mailed."""
+    address = _single_address(to, "recipient")
+    try:
+        return check_email_address(address)
+    except BadInput as error:
+        raise ValueError(f"not one recipient address: {error.message}") from None
 
 
 def check_unsubscribe_url(url: str) -> None:
