@@ -22,6 +22,9 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from channels.base import PushResult, PushStatus
+from channels.channel import Pace
+
 # A window: at most `count` messages in any `seconds`.
 Window = tuple[int, float]
 
@@ -108,3 +111,16 @@ class RobotPacer:
                 self._robots.move_to_end(key)  # still active: looked at again after all the others
             else:
                 del self._robots[key]
+
+
+async def paced_push(
+    pacer: RobotPacer, robot: str, pace: Pace, push: Callable[[], Awaitable[PushResult]]
+) -> PushResult:
+    """One push to a group robot, within the robot's own limit and the channel's shared rate. A robot told
+    to wait (retry_after) is held alone: the other groups' robots go on."""
+    await pacer.wait(robot)
+    await pace.slot()
+    pushed = await push()
+    if pushed.status == PushStatus.RETRY and pushed.retry_after:
+        pacer.hold(robot, pushed.retry_after)
+    return pushed

@@ -148,3 +148,15 @@ def json_object(raw: bytes) -> dict[str, Any]:
 def one_line(text: str) -> str:
     """The platform's message as one short line (it goes into an error)."""
     return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+
+
+def api_url_problem(url: str, variable: str, platform: str) -> str:
+    """Why a configured API root cannot be used, in one line naming its setting ("" when it can): the
+    sender's own check (`api_root`), so a root the settings accept is one the sender takes."""
+    if not url:
+        return f"{variable} is empty"
+    try:
+        api_root(url, platform)
+    except ValueError:
+        return f"{variable} is not an http(s) URL without credentials, query or fragment"
+    return ""

@@ -21,6 +21,7 @@ from channels.feishu.address import check_secret, parse_address
 from channels.feishu.payload import FeishuPayload, body_bytes
 from channels.feishu.render import render_feishu
 from channels.feishu.settings import FeishuSettings
+from channels.pacing import paced_push
 from channels.parts import push_parts
 
 if TYPE_CHECKING:
@@ -90,28 +91,16 @@ class FeishuChannel(Channel[FeishuSettings]):
             return Outcome(missing, delivery.parts_done, delivery.message_id)
 
         async def push(body: dict[str, Any]) -> PushResult:
-            await bots.pacer.wait(token)
-            await pace.slot()
-            pushed = await bots.push(token, body, delivery.secret)
-            if pushed.status == PushStatus.RETRY and pushed.retry_after:
-                bots.pacer.hold(token, pushed.retry_after)  # this bot only: the others go on
-            return pushed
+            return await paced_push(bots.pacer, token, pace, lambda: bots.push(token, body, delivery.secret))
 
         return await push_parts(payload.messages, delivery, pace, push)
 
 
 def _api_url_problem(url: str) -> str:
-    if not url:
-        return f"{API_URL_VARIABLE} is empty"
-    # The sender's own check, so that a root this accepts is one the sender takes (imported here: aiohttp
-    # only when the settings are checked, not for rendering).
-    from channels.webhook import api_root
+    # Imported here: channels.webhook loads aiohttp, which rendering does not need.
+    from channels.webhook import api_url_problem
 
-    try:
-        api_root(url, "Feishu")
-    except ValueError:
-        return f"{API_URL_VARIABLE} is not an http(s) URL without credentials, query or fragment"
-    return ""
+    return api_url_problem(url, API_URL_VARIABLE, "Feishu")
 
 
 FEISHU = FeishuChannel()

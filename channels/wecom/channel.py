@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from channels.base import ChannelDown, PushResult, PushStatus
 from channels.channel import Channel, Delivery, Outcome, Pace, Rendered
 from channels.document import IssueDocument
+from channels.pacing import paced_push
 from channels.parts import push_parts
 from channels.wecom.address import parse_address
 from channels.wecom.payload import WeComPayload, content_bytes
@@ -84,28 +85,16 @@ class WeComChannel(Channel[WeComSettings]):
             return Outcome(missing, delivery.parts_done, delivery.message_id)
 
         async def push(body: dict[str, Any]) -> PushResult:
-            await robots.pacer.wait(key)
-            await pace.slot()
-            pushed = await robots.push(key, body)
-            if pushed.status == PushStatus.RETRY and pushed.retry_after:
-                robots.pacer.hold(key, pushed.retry_after)  # this robot only: the others go on
-            return pushed
+            return await paced_push(robots.pacer, key, pace, lambda: robots.push(key, body))
 
         return await push_parts(payload.messages, delivery, pace, push)
 
 
 def _api_url_problem(url: str) -> str:
-    if not url:
-        return f"{API_URL_VARIABLE} is empty"
-    # The sender's own check, so that a root this accepts is one the sender takes (imported here: aiohttp
-    # only when the settings are checked, not for rendering).
-    from channels.webhook import api_root
+    # Imported here: channels.webhook loads aiohttp, which rendering does not need.
+    from channels.webhook import api_url_problem
 
-    try:
-        api_root(url, "WeCom")
-    except ValueError:
-        return f"{API_URL_VARIABLE} is not an http(s) URL without credentials, query or fragment"
-    return ""
+    return api_url_problem(url, API_URL_VARIABLE, "WeCom")
 
 
 WECOM = WeComChannel()

@@ -12,9 +12,8 @@ connection closed with no answer; nothing stored) and "slow" (stored, then answe
 a client that gives up sooner cannot tell whether it was delivered).
 
 For the tests: `VirtualClock`, time that only its `sleep` moves (one clock for a pacer and a fake's rate
-windows: a robot's minute passes without waiting a minute), `RecordingPace`, the worker's side of a
-delivery (channels.channel.Pace) recording what a channel asked of it, and `unanswered_port`, a platform
-that never answers a connection.
+windows: a robot's minute passes without waiting a minute) and `unanswered_port`, a platform that never
+answers a connection (tests/fakes/pace.py has the worker's side of a delivery for every channel's tests).
 """
 
 from __future__ import annotations
@@ -243,26 +242,6 @@ class VirtualClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
-
-
-@dataclass
-class RecordingPace:
-    """The worker's side of a delivery (channels.channel.Pace): no shared rate, every call recorded.
-
-    `on_reached(parts_done)` runs inside `reached`, before the next part goes out: a test can note what
-    the fake had by then, or change the fake between two parts."""
-
-    on_reached: Callable[[int], None] | None = None
-    slots: int = 0
-    reached_calls: list[tuple[int, str | None, bool]] = field(default_factory=list)
-
-    async def slot(self) -> None:
-        self.slots += 1
-
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        self.reached_calls.append((parts_done, message_id, uncertain))
-        if self.on_reached is not None:
-            self.on_reached(parts_done)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Fixtures of the broadcast tests: a database with the demo issue 2020-07-02 and subscribers on every
-channel, the three fake platforms running on loopback, and settings that point the worker at them."""
+channel, the three fake platforms running on loopback, and settings that point the worker at them; the two
+fake group-robot webhooks (WeCom, Feishu) and the keys, tokens and secrets of their robots."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from storage.database import Database
 from storage.issues import IssueStore
 from storage.subscribers import SubscriberStore
 from tests.bot.helpers import DEMO_DIR
+from tests.fakes.feishu_api import FakeFeishu, running_fake_feishu
 from tests.fakes.smtp import FakeSmtp, running_fake_smtp
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, running_fake_telegram
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatApi, running_fake_wechat
+from tests.fakes.wecom_api import FakeWeCom, running_fake_wecom
 
 DAY = dt.date(2020, 7, 2)
 PUBLIC_URL = "https://jianbao.example.com"
@@ -37,6 +40,21 @@ def emails(count: int) -> list[str]:
 
 def openid(n: int) -> str:
     return f"oJianbaoTestOpenid{n:010d}"
+
+
+def wecom_key(n: int) -> str:
+    """A WeCom robot key shaped like a real one (a UUID)."""
+    return f"{n:08x}-7a3c-4bc4-97a0-0ec2a1fa5aaa"
+
+
+def feishu_token(n: int) -> str:
+    """A Feishu hook token shaped like a real one (a UUID)."""
+    return f"{n:08x}-d78e-4a07-bd07-265f269f86fd"
+
+
+def feishu_secret(n: int) -> str:
+    """A signing secret of its own for each bot, so that a sender signing with another bot's is refused."""
+    return f"nIMtb7r3N9pk{n:010d}"
 
 
 @dataclass
@@ -85,5 +103,30 @@ async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
                 retry_seconds=0.05,
                 send_timeout=2.0,
                 smtp_connections=4,
+                # The robot channels off: their default API roots are the real platforms' (test_robots.py
+                # points them at its fakes).
+                wecom_api_url="",
+                feishu_api_url="",
             )
             yield World(db, telegram, smtp, wechat, settings, SubscriberStore(db))
+
+
+@dataclass
+class Robots:
+    """The two fake group-robot webhooks, with their real per-robot limits (20 a minute for a WeCom
+    robot; 5 a second and 100 a minute for a Feishu bot) and no robot yet."""
+
+    wecom: FakeWeCom
+    feishu: FakeFeishu
+
+    def settings(self, settings: Settings, **changes: object) -> Settings:
+        """`settings` with the robot channels pointed at these fakes."""
+        return settings.model_copy(
+            update={"wecom_api_url": self.wecom.url, "feishu_api_url": self.feishu.url, **changes}
+        )
+
+
+@pytest.fixture
+async def robots() -> AsyncIterator[Robots]:
+    async with running_fake_wecom() as wecom, running_fake_feishu() as feishu:
+        yield Robots(wecom, feishu)

@@ -43,6 +43,8 @@ def worker_env(
     telegram_api_url: str | None = None,
     telegram_token: str | None = None,
     smtp_url: str | None = None,
+    wecom_api_url: str = "",
+    feishu_api_url: str = "",
     public_url: str = "https://jianbao.example.com",
     secret_key: str = "crash-test-secret-key",
     lease_seconds: float = 3.0,
@@ -55,7 +57,9 @@ def worker_env(
     """The environment of a worker: this process's, minus every JIANBAO_* variable, plus these settings.
 
     Rate limits are off by default (also the 1 s between two messages to one chat), as for a run against
-    the fakes. `extra` adds or overrides JIANBAO_* settings by full name.
+    the fakes; a robot channel's own per-robot pacing is always on. The robot channels (WeCom, Feishu) are
+    off unless their fake's URL is given: their settings default to the real platforms, which a worker
+    started here must never reach. `extra` adds or overrides JIANBAO_* settings by full name.
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("JIANBAO_")}
     settings: dict[str, str] = {
@@ -67,6 +71,8 @@ def worker_env(
         "JIANBAO_WORKER_LEASE_SECONDS": str(lease_seconds),
         "JIANBAO_WORKER_POLL_SECONDS": str(poll_seconds),
         "JIANBAO_RETRY_SECONDS": str(retry_seconds),
+        "JIANBAO_WECOM_API_URL": wecom_api_url,
+        "JIANBAO_FEISHU_API_URL": feishu_api_url,
     }
     if telegram_api_url is not None:
         settings["JIANBAO_TELEGRAM_API_URL"] = telegram_api_url

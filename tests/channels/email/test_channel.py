@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -23,6 +22,7 @@ from content.parser import parse_issue
 from content.source import read_issue_file
 from storage.tables import MAX_ADDRESS_LENGTH, NAME_LENGTH
 from tests.content.corpus import corpus_dir
+from tests.fakes.pace import RecordingPace
 from tests.fakes.smtp import FakeSmtp, running_fake_smtp
 
 DAY = dt.date(2020, 7, 2)
@@ -31,20 +31,6 @@ UNSUBSCRIBE_URL = "https://jianbao.example/unsubscribe/TOKEN-1"
 SENDER = "嵌入式AI简报 <news@jianbao.example>"
 # The longest address there is: 64 characters before the @, labels of at most 63, 254 in all.
 LONGEST = "r" * 64 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 57 + ".com"
-
-
-@dataclass
-class RecordingPace:
-    """The worker's side of `Pace`: counts the slots taken and records each part reached."""
-
-    slots: int = 0
-    reached_parts: list[tuple[int, str | None, bool]] = field(default_factory=list)
-
-    async def slot(self) -> None:
-        self.slots += 1
-
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        self.reached_parts.append((parts_done, message_id, uncertain))
 
 
 def document() -> IssueDocument:
@@ -230,7 +216,7 @@ async def test_a_mail_is_personalised_and_sent(smtp: FakeSmtp, pool: SmtpPool, r
     assert outcome.message_id == str(mail.message["Message-ID"])
     assert not outcome.uncertain
     assert pace.slots == 1
-    assert pace.reached_parts == []  # one part: nothing to report before the end
+    assert pace.reached_calls == []  # one part: nothing to report before the end
 
 
 async def test_a_refused_recipient_is_bounced(smtp: FakeSmtp, pool: SmtpPool, rendered: Rendered) -> None:

@@ -28,7 +28,8 @@ from tests.channels.feishu.test_address import HOSTILE
 from tests.content.corpus import corpus_dir
 from tests.fakes.faults import FaultPlan
 from tests.fakes.feishu_api import OTHER_TOKEN, PER_MINUTE, PER_SECOND, SECRET, TOKEN, FakeFeishu
-from tests.fakes.robot_api import RecordingPace, VirtualClock
+from tests.fakes.pace import RecordingPace
+from tests.fakes.robot_api import VirtualClock
 
 OFFICIAL = f"https://open.feishu.cn/open-apis/bot/v2/hook/{TOKEN}"
 POLICY = LinkPolicy("feishu", public_url="https://jianbao.example", tracking=False)

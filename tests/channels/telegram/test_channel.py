@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -24,26 +23,13 @@ from content.source import read_issue_file
 from storage.tables import NAME_LENGTH
 from tests.content.corpus import corpus_dir
 from tests.fakes.faults import FaultPlan
+from tests.fakes.pace import RecordingPace
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, fake_telegram
 
 __all__ = ["fake_telegram"]  # the fixture, used by name
 
 DAY = dt.date(2020, 7, 2)
 CHAT = 100_200
-
-
-@dataclass
-class RecordingPace:
-    """The worker's side of `Pace`: counts the slots taken and records each part reached."""
-
-    slots: int = 0
-    reached_parts: list[tuple[int, str | None, bool]] = field(default_factory=list)
-
-    async def slot(self) -> None:
-        self.slots += 1
-
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        self.reached_parts.append((parts_done, message_id, uncertain))
 
 
 def document() -> IssueDocument:
@@ -172,7 +158,7 @@ async def test_a_delivery_sends_every_part_in_order(
     ids = outcome.message_id.split(",")
     assert len(ids) == rendered.parts
     # Each part but the last is reported before the next goes out.
-    assert pace.reached_parts == [(n, ",".join(ids[:n]), False) for n in range(1, rendered.parts)]
+    assert pace.reached_calls == [(n, ",".join(ids[:n]), False) for n in range(1, rendered.parts)]
     assert pace.slots == rendered.parts
 
 
@@ -190,7 +176,7 @@ async def test_a_delivery_continues_from_the_part_it_had_reached(
     ids = outcome.message_id.split(",")
     assert ids[0] == "555"
     assert len(ids) == rendered.parts
-    assert pace.reached_parts == [(n, ",".join(ids[:n]), False) for n in range(2, rendered.parts)]
+    assert pace.reached_calls == [(n, ",".join(ids[:n]), False) for n in range(2, rendered.parts)]
     assert pace.slots == rendered.parts - 1
 
 
@@ -243,7 +229,7 @@ async def test_flood_control_is_a_retry_after_the_platforms_wait(
     assert not outcome.finished
     assert (outcome.parts_done, outcome.message_id) == (1, "555")  # where it had got to, kept
     assert fake_telegram.sent_to(CHAT) == []
-    assert pace.reached_parts == []
+    assert pace.reached_calls == []
 
 
 class FloodAfterFirstPart(RecordingPace):
@@ -267,7 +253,7 @@ async def test_a_refusal_mid_delivery_keeps_the_parts_that_went_out(
     assert first.pushed.status == PushStatus.RETRY
     assert first.pushed.retry_after == 3.0
     assert first.parts_done == 1
-    assert first.message_id == pace.reached_parts[0][1]
+    assert first.message_id == pace.reached_calls[0][1]
 
     again = await TELEGRAM.deliver(
         outbox, rendered, delivery(parts_done=first.parts_done, message_id=first.message_id), RecordingPace()
@@ -304,7 +290,7 @@ async def test_a_late_answer_counts_as_sent_but_uncertain(
     assert outcome.pushed.error == MAYBE_LOST
     assert outcome.uncertain
     assert outcome.parts_done == rendered.parts
-    assert pace.reached_parts[0][2]  # the first part's uncertainty is recorded with it
+    assert pace.reached_calls[0][2]  # the first part's uncertainty is recorded with it
 
 
 async def test_a_refused_token_is_channel_down(fake_telegram: FakeTelegram) -> None:

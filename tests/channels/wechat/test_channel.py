@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -23,6 +22,7 @@ from content.source import read_issue_file
 from storage.tables import NAME_LENGTH
 from tests.content.corpus import corpus_dir
 from tests.fakes.faults import FaultPlan
+from tests.fakes.pace import RecordingPace
 from tests.fakes.wechat_api import APPID, MASS_SENDALL, SECRET, FakeWeChatApi, fake_wechat
 
 __all__ = ["fake_wechat"]  # the fixture, used by name
@@ -34,20 +34,6 @@ THUMB = "thumb-media-1"
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"  # the shape of WeChat's documented sample openids: 28 characters
 DRAFT_ADD = "/cgi-bin/draft/add"
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
-
-
-@dataclass
-class RecordingPace:
-    """The worker's side of `Pace`: counts the slots taken and records each part reached."""
-
-    slots: int = 0
-    reached_parts: list[tuple[int, str | None, bool]] = field(default_factory=list)
-
-    async def slot(self) -> None:
-        self.slots += 1
-
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        self.reached_parts.append((parts_done, message_id, uncertain))
 
 
 def document() -> IssueDocument:
@@ -196,7 +182,7 @@ async def test_a_mass_delivery_adds_a_draft_then_sends_it(
     assert draft["articles"] == [payload_of(rendered).article.to_dict() | {"thumb_media_id": THUMB}]
     [sent] = fake_wechat.mass_sends
     assert sent.clientmsgid == CLIENT_MSG_ID
-    assert pace.reached_parts == [(1, sent.media_id, False)]  # the draft, recorded before the send
+    assert pace.reached_calls == [(1, sent.media_id, False)]  # the draft, recorded before the send
     assert outcome.pushed.status == PushStatus.SENT
     assert outcome.parts_done == 2
     assert outcome.message_id == f"{sent.media_id} {sent.msg_id}"
@@ -210,7 +196,7 @@ async def test_a_retried_mass_send_reuses_its_draft(
     fake_wechat.faults(FaultPlan(rates={"500": 1.0}, max_per_key=1))  # the first sendall fails
     pace = RecordingPace()
     first = await WECHAT.deliver(outbox, rendered, mass(), pace)
-    [(_, media_id, _)] = pace.reached_parts
+    [(_, media_id, _)] = pace.reached_calls
     assert first.pushed.status == PushStatus.RETRY
     assert (first.parts_done, first.message_id) == (1, media_id)
     assert fake_wechat.mass_sends == []
@@ -222,7 +208,7 @@ async def test_a_retried_mass_send_reuses_its_draft(
     [sent] = fake_wechat.mass_sends
     assert (sent.media_id, sent.clientmsgid) == (media_id, CLIENT_MSG_ID)
     assert again.message_id == f"{media_id} {sent.msg_id}"
-    assert again_pace.reached_parts == []
+    assert again_pace.reached_calls == []
 
 
 async def test_a_resent_mass_send_is_already_sent(
@@ -231,7 +217,7 @@ async def test_a_resent_mass_send_is_already_sent(
     """A worker that died after sendall but before recording it: the retry is answered 45065."""
     pace = RecordingPace()
     await WECHAT.deliver(outbox, rendered, mass(), pace)
-    [(_, media_id, _)] = pace.reached_parts
+    [(_, media_id, _)] = pace.reached_calls
 
     again = await WECHAT.deliver(outbox, rendered, mass(parts_done=1, message_id=media_id), RecordingPace())
     assert again.pushed.status == PushStatus.SENT

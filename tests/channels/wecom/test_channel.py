@@ -26,7 +26,8 @@ from content.source import read_issue_file
 from tests.channels.wecom.test_address import HOSTILE
 from tests.content.corpus import corpus_dir
 from tests.fakes.faults import FaultPlan
-from tests.fakes.robot_api import RecordingPace, VirtualClock
+from tests.fakes.pace import RecordingPace
+from tests.fakes.robot_api import VirtualClock
 from tests.fakes.wecom_api import KEY, OTHER_KEY, PER_WINDOW, FakeWeCom
 
 UNKNOWN_KEY = "11111111-2222-4333-8444-555555555555"
