@@ -66,6 +66,10 @@ class Settings(BaseSettings, ChannelSettings):
         default=60.0, description="A claimed delivery returns to the queue this long after its worker died."
     )
     worker_poll_seconds: float = Field(default=1.0, description="How often an idle worker looks for work.")
+    worker_stop_seconds: float = Field(
+        default=20.0,
+        description="On SIGTERM, how long a worker lets deliveries in hand finish; the rest is handed back.",
+    )
     max_attempts: int = Field(default=8, description="Attempts of one delivery before it counts as failed.")
     retry_seconds: float = Field(
         default=30.0,

@@ -18,9 +18,10 @@ A channel says:
   send), `skip_reason(...)` (a recipient that must not be sent to now, such as WeChat's 48 h window);
 - its sending: `open_sender(settings)` builds the sender (its connections, tokens, pools) and
   `deliver(sender, rendered, delivery, pace)` pushes one delivery: every part from where the delivery
-  had got to, reporting each part through `pace.reached(...)` before the next goes out, honouring its own
-  rate rules (per chat, per robot) and the shared one through `pace.slot()`. A RETRY with retry_after holds
-  the channel for every worker when `throttles_account` (the platform limits the whole account).
+  had got to, reporting each part through `await pace.reached(...)` before the next goes out, honouring
+  its own rate rules (per chat, per robot) and the shared one through `pace.slot()`. A RETRY with
+  retry_after holds the channel for every worker when `throttles_account` (the platform limits the whole
+  account).
 
 A channel's sender has one shape: push a payload to an address, get a `PushResult`; close.
 """
@@ -103,8 +104,9 @@ class Pace(Protocol):
     async def slot(self) -> None:
         """Wait for one slot of the channel's shared rate (over every worker)."""
 
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        """Record that `parts_done` parts went out, before the next part is sent."""
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        """Record that `parts_done` parts went out; returns once it is recorded, and only then may the
+        next part be sent (a worker killed in between repeats at most the part in flight)."""
 
 
 class Sender(Protocol):

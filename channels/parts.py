@@ -1,7 +1,7 @@
 """Pushing a delivery's parts in order, from where it had got to: what every multi-message channel shares.
 
-Each part's progress is handed to `pace.reached` before the next part goes out, so a worker killed
-mid-delivery repeats at most the one part it had in flight.
+Each part's progress is recorded through `pace.reached` (awaited) before the next part goes out, so a
+worker killed mid-delivery repeats at most the one part it had in flight.
 """
 
 from __future__ import annotations
@@ -32,6 +32,6 @@ async def push_parts(
         ids.append(pushed.message_id or "?")
         uncertain = uncertain or pushed.status == PushStatus.UNCERTAIN
         if part < len(parts):
-            pace.reached(part, ",".join(ids), uncertain=uncertain)
+            await pace.reached(part, ",".join(ids), uncertain=uncertain)
     done = PushResult(PushStatus.SENT, error=MAYBE_LOST if uncertain else None)
     return Outcome(done, part, ",".join(ids) or None, uncertain)

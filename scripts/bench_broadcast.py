@@ -17,7 +17,8 @@ rounds (default 4) of N / rounds deliveries per side, so that a drift of the mac
         to the chat ids from C tasks, recording nothing;
   full  one in-process BroadcastWorker (bot.broadcast.runtime.open_worker, rate limits off,
         worker_concurrency C) until it has sent its share (or, the last round, until nothing is left):
-        claim, payload cache, send over HTTP to loopback, batched recording;
+        claim, payload cache, send over HTTP to loopback, each result recorded (group commit) before
+        the delivery gives its place to the next;
 and prints each round, the totals in deliveries/s (with the CPU this process spent per delivery) and
 full / bare (the Done-when asks >= 70%).
 

@@ -46,6 +46,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         poll_seconds=settings.worker_poll_seconds,
         max_attempts=max(1, settings.max_attempts),
         retry_seconds=settings.retry_seconds,
+        stop_seconds=max(0.0, settings.worker_stop_seconds),
     )
 
 

@@ -40,6 +40,7 @@ from storage.subscribers import Subscriber, SubscriberStatus
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 3600.0
+HANDED_BACK = "handed back: the worker stopped"
 # A channel that cannot send at all (token refused) is left alone this long before trying again.
 CHANNEL_DOWN_SECONDS = 60.0
 
@@ -52,6 +53,8 @@ class WorkerConfig:
     poll_seconds: float = 1.0
     max_attempts: int = 8
     retry_seconds: float = 30.0
+    # On a stop signal, deliveries in hand get this long to finish; the rest are handed back.
+    stop_seconds: float = 20.0
 
 
 @dataclass
@@ -79,8 +82,21 @@ class _DeliveryPace:
     async def slot(self) -> None:
         await self._rate.acquire()
 
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        self._worker.record_progress(self._claim, parts_done, message_id, uncertain)
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        await self._worker.record_progress(self._claim, parts_done, message_id, uncertain)
+
+
+class _TestSendPace:
+    """An editor's test send: the channel's shared rate, and progress nowhere (nothing is in the ledger)."""
+
+    def __init__(self, rate: Rate) -> None:
+        self._rate = rate
+
+    async def slot(self) -> None:
+        await self._rate.acquire()
+
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        return None
 
 
 def _utc_now() -> dt.datetime:
@@ -112,6 +128,7 @@ class BroadcastWorker:
         # delivery id -> (parts done, message ids) as far as a running delivery got: what an unexpected
         # error puts back, so that a retry does not resend what already went out.
         self._reached: dict[int, tuple[int, str | None]] = {}
+        self._stopping = False
         self.sent = 0  # deliveries this worker finished as sent (for logs and benchmarks)
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
@@ -133,22 +150,34 @@ class BroadcastWorker:
                         self._start(claim)
                 if claims and len(self._active) < config.concurrency:
                     continue  # there may be more due right now
-                if not self._active and not claims:
-                    await self._recorder.flush()
-                    if await self._finish_broadcasts() and until_idle:
-                        return
+                if not self._active and not claims and await self._finish_broadcasts() and until_idle:
+                    return
                 waiting: set[asyncio.Future[Any]] = {*self._active.values(), stopping}
                 await asyncio.wait(waiting, timeout=config.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-            if self._active:
-                await asyncio.gather(*self._active.values(), return_exceptions=True)
+            await self._finish_or_hand_back()
             heartbeat.cancel()
             recorder.cancel()
             for task in (heartbeat, recorder, stopping):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._recorder.close()
+
+    async def _finish_or_hand_back(self) -> None:
+        """Let the deliveries in hand finish for up to `stop_seconds` (a Telegram delivery needs a second
+        or two per part), then stop the rest where they got to: they are recorded as pending from their
+        last recorded part, for any worker to continue at once, instead of waiting out their lease."""
+        self._stopping = True
+        tasks = list(self._active.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._config.stop_seconds)
+        if late:
+            log.warning("stopping: handing back %d deliveries not finished in time", len(late))
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def send_one(self, channel: str, address: str, date: dt.date) -> Result:
         """Send the issue of `date` to one address now, outside any broadcast (an editor's test send);
@@ -168,7 +197,7 @@ class BroadcastWorker:
         )
         if channel not in self._senders.open:
             raise ChannelDown(f"{channel} is not configured for sending")
-        return await self._send(claim)
+        return await self._send(claim, test=True)
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._deliver(claim))
@@ -207,6 +236,10 @@ class BroadcastWorker:
     async def _deliver(self, claim: Claim) -> None:
         try:
             result = await self._send(claim)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            result = self._where_it_got(claim, self._later(claim, 0, HANDED_BACK, 0.0))
         except ChannelDown as error:
             log.error(
                 "%s: %s; pausing the channel for %.0f s", claim.channel, error.message, CHANNEL_DOWN_SECONDS
@@ -222,7 +255,8 @@ class BroadcastWorker:
             self._reached_done(claim.id)
         if result.state == DeliveryState.SENT:
             self.sent += 1
-        self._recorder.add(result)
+        # The delivery keeps its place among the `concurrency` until its result is written.
+        await self._recorder.write(result)
 
     def _reached_done(self, delivery_id: int) -> None:
         self._reached.pop(delivery_id, None)
@@ -239,7 +273,7 @@ class BroadcastWorker:
             retry_at=result.retry_at,
         )
 
-    async def _send(self, claim: Claim) -> Result:
+    async def _send(self, claim: Claim, *, test: bool = False) -> Result:
         channel, sender = self._senders.open[claim.channel]
         rendered = await self._payloads.get(claim.issue_date, claim.channel)
         delivery = Delivery(
@@ -254,7 +288,8 @@ class BroadcastWorker:
             unsubscribe_url=self._unsubscribe_url(claim) if channel.personal_links else None,
         )
         rate = self._rates.get(claim.channel, Unlimited())
-        outcome = await channel.deliver(sender, rendered, delivery, _DeliveryPace(self, claim, rate))
+        pace = _TestSendPace(rate) if test else _DeliveryPace(self, claim, rate)
+        outcome = await channel.deliver(sender, rendered, delivery, pace)
         pushed = outcome.pushed
         if outcome.finished:
             uncertain = outcome.uncertain or pushed.status == PushStatus.UNCERTAIN
@@ -271,10 +306,13 @@ class BroadcastWorker:
             await rate.hold(pushed.retry_after)
         return self._unsent(claim, pushed, outcome.parts_done, outcome.message_id, outcome.uncertain)
 
-    def record_progress(self, claim: Claim, parts_done: int, message_id: str | None, uncertain: bool) -> None:
-        """A part went out: remembered (an unexpected error puts it back) and recorded as SENDING."""
+    async def record_progress(
+        self, claim: Claim, parts_done: int, message_id: str | None, uncertain: bool
+    ) -> None:
+        """A part went out: remembered (an unexpected error puts it back) and recorded as SENDING before
+        the delivery goes on."""
         self._reached[claim.id] = (parts_done, message_id)
-        self._recorder.add(
+        await self._recorder.write(
             Result(claim.id, DeliveryState.SENDING, parts_done, message_id, uncertain=uncertain)
         )
 

@@ -142,7 +142,7 @@ async def _mass(sender: WeChatOutbox, payload: WeChatPayload, delivery: Delivery
         if media_id is None:
             article = payload.article.to_dict() | {"thumb_media_id": sender.thumb_media_id}
             media_id = await sender.api.add_draft(article)
-            pace.reached(1, media_id)
+            await pace.reached(1, media_id)
         pushed = await sender.api.mass_send(
             media_id, f"jianbao-{delivery.issue_date}-{delivery.broadcast_id}"
         )

@@ -21,7 +21,7 @@ class RecordingPace:
     async def slot(self) -> None:
         self.slots += 1
 
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
         self.reached_calls.append((parts_done, message_id, uncertain))
         if self.on_reached is not None:
             self.on_reached(parts_done)

@@ -239,8 +239,8 @@ class FloodAfterFirstPart(RecordingPace):
         super().__init__()
         self.fake = fake
 
-    def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
-        super().reached(parts_done, message_id, uncertain=uncertain)
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        await super().reached(parts_done, message_id, uncertain=uncertain)
         if parts_done == 1:
             self.fake.flood(retry_after=3)
 
