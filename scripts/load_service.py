@@ -9,6 +9,13 @@ bounded number of requests per phase:
   2. GET /search?q=<keyword>            same, with a mix of keywords
   3. POST /wechat (signed text "量化"...) latency p50/p99 at the given concurrency, every request a
      new MsgId so none is answered from the duplicate cache
+  4. the burst after a broadcast (`--burst`, default 3000 messages from 1500 distinct followers, 200 in
+     flight): each follower's first message opens WeChat's 48 h window, so it is the reply path with the
+     "last seen" notes; one message in 20 is 订阅 or 退订, which must be durable. It prints the keyword
+     replies' p50/p99/max and how many took 1 s or more, the commands' p99/max against the 4 s reply
+     deadline, and the floor: keyword p99 under max(50 ms, 4 x /healthz p99 of the same run).
+`--database postgres` runs the service on a new database of the local PostgreSQL
+(JIANBAO_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test), dropped afterwards.
 Both processes share the machine's two cores, so the figures are a floor. Only loopback is used.
 With `--tool wrk` (Debian's wrk, the default when installed) the load comes from wrk's C client, which
 leaves the server more of the machine; each phase then runs for --seconds instead of a request count,
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -30,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,6 +46,10 @@ import aiohttp
 
 TOKEN = "loadtesttoken"
 KEYWORDS = ["量化", "剪枝", "NPU", "ncnn", "编译器", "int8", "端侧", "芯片", "模型", "蒸馏"]
+COMMANDS = ["订阅", "退订"]
+# WeChat waits 5 s for a passive reply; the service answers "success" at 4 s and sends the reply later.
+REPLY_DEADLINE_MS = 4000
+KEYWORD_FLOOR_MS = 50.0  # or 4x /healthz's p99 of the same run, whichever is larger
 
 
 def free_port() -> int:
@@ -51,17 +64,34 @@ def signed_query(nonce: str) -> str:
     return f"signature={signature}&timestamp={timestamp}&nonce={nonce}"
 
 
-def text_message(number: int, keyword: str) -> str:
+def reader(number: int) -> str:
+    return f"oLoadTest{number:05d}abcdefghijklmnop"  # 28 characters, as openids are
+
+
+def text_message(number: int, keyword: str, *, openid: str | None = None) -> str:
     return (
         "<xml><ToUserName><![CDATA[gh_jianbao]]></ToUserName>"
-        f"<FromUserName><![CDATA[oLoadTest{number % 500:05d}abcdefghijklmnop]]></FromUserName>"
+        f"<FromUserName><![CDATA[{openid or reader(number % 500)}]]></FromUserName>"
         f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
         f"<Content><![CDATA[{keyword}]]></Content><MsgId>{10**15 + number}</MsgId></xml>"
     )
 
 
-async def phase(name: str, count: int, concurrency: int, make: object) -> dict[str, float]:
+def follow_event(openid: str) -> str:
+    return (
+        "<xml><ToUserName><![CDATA[gh_jianbao]]></ToUserName>"
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>"
+    )
+
+
+async def phase(
+    name: str, count: int, concurrency: int, make: object, *, kinds: object = None
+) -> dict[str, float]:
+    """`count` requests made by `make(number)`, `concurrency` at a time. With `kinds(number)` (a label per
+    request), latencies are also kept per label, as "<label>:p99" etc."""
     latencies: list[float] = []
+    labelled: dict[str, list[float]] = {}
     failures = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for number in range(count):
@@ -79,20 +109,62 @@ async def phase(name: str, count: int, concurrency: int, make: object) -> dict[s
                     await response.read()
                     if response.status != 200:
                         failures += 1
-                latencies.append((time.perf_counter() - started) * 1000)
+                took = (time.perf_counter() - started) * 1000
+                latencies.append(took)
+                if kinds is not None:
+                    labelled.setdefault(kinds(number), []).append(took)  # type: ignore[operator]
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
+    figures = {
         "name": name,  # type: ignore[dict-item]
         "requests": count,
         "failures": failures,
         "rps": count / elapsed,
-        "p50": statistics.median(latencies),
-        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        **percentiles(latencies),
     }
+    for label, values in labelled.items():
+        figures |= {f"{label}:{key}": value for key, value in percentiles(values).items()}
+    return figures
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50": statistics.median(ordered),
+        "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)],
+        "max": ordered[-1],
+        "count": len(ordered),
+        "over_1s": sum(1 for value in ordered if value >= 1000),
+    }
+
+
+async def burst(base: str, messages: int, readers: int, concurrency: int) -> dict[str, float]:
+    """`readers` followers (they follow first, unmeasured), then `messages` texts from them in a random
+    order, each follower's first among them opening the 48 h window: keywords, and one in 20 a command."""
+    rng = random.Random(13)
+    openids = [f"oBurst{number:07d}abcdefghijklmno" for number in range(readers)]
+    await phase(
+        "follow",
+        readers,
+        min(concurrency, 50),
+        lambda n: ("POST", f"{base}/wechat?{signed_query(f'f{n}')}", follow_event(openids[n]).encode()),
+    )
+    senders = [openids[n % readers] for n in range(messages)]
+    rng.shuffle(senders)
+    words = [rng.choice(COMMANDS) if n % 20 == 0 else rng.choice(KEYWORDS) for n in range(messages)]
+    return await phase(
+        "POST /wechat burst",
+        messages,
+        concurrency,
+        lambda n: (
+            "POST",
+            f"{base}/wechat?{signed_query(f'b{n}')}",
+            text_message(2 * 10**6 + n, words[n], openid=senders[n]).encode(),
+        ),
+        kinds=lambda n: "command" if words[n] in COMMANDS else "keyword",
+    )
 
 
 async def run(base: str, count: int, concurrency: int) -> list[dict[str, float]]:
@@ -198,6 +270,50 @@ def run_wrk(base: str, seconds: int, concurrency: int) -> list[dict[str, float]]
     ]
 
 
+@contextlib.contextmanager
+def database_url(kind: str) -> Iterator[str]:
+    """The service's JIANBAO_DATABASE_URL: "" (the embedded SQLite default) or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield ""
+        return
+    import asyncpg  # the service's own driver
+
+    server = os.environ.get("JIANBAO_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    name = f"jianbao_load_{os.getpid()}"
+    admin_url = server.replace("+asyncpg", "")
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def burst_verdict(healthz: dict[str, float], burst: dict[str, float]) -> list[str]:
+    """The burst's figures against the floors of the WeChat burst issue."""
+    bound = max(KEYWORD_FLOOR_MS, 4 * healthz["p99"])
+    keyword_p99 = burst["keyword:p99"]
+    command_max = burst.get("command:max", 0.0)
+    return [
+        f"burst: {int(burst['requests'])} messages, {int(burst['keyword:count'])} keywords: p50 "
+        f"{burst['keyword:p50']:.1f} ms, p99 {keyword_p99:.1f} ms, max {burst['keyword:max']:.1f} ms; "
+        f"{int(burst['keyword:over_1s'])} keyword replies took 1 s or more",
+        f"burst floor: keyword p99 {keyword_p99:.1f} ms < max(50 ms, 4 x healthz p99 "
+        f"{healthz['p99']:.1f} ms) = {bound:.1f} ms: {'ok' if keyword_p99 < bound else 'FAIL'}; "
+        f"no keyword reply >= 1 s: {'ok' if burst['keyword:over_1s'] == 0 else 'FAIL'}",
+        f"burst commands (订阅/退订, durable): {int(burst.get('command:count', 0))}, p99 "
+        f"{burst.get('command:p99', 0.0):.1f} ms, max {command_max:.1f} ms, deadline {REPLY_DEADLINE_MS} ms: "
+        f"{'ok' if command_max < REPLY_DEADLINE_MS else 'FAIL'}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,12 +322,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each phase runs")
     parser.add_argument("--workers", type=int, default=1, help="server processes (jianbao serve --workers)")
+    parser.add_argument("--burst", type=int, default=3000, help="messages in the burst phase (0: none)")
+    parser.add_argument("--burst-readers", type=int, default=1500, help="distinct followers in the burst")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     default_tool = "wrk" if shutil.which("wrk") else "aiohttp"
     parser.add_argument("--tool", choices=["wrk", "aiohttp"], default=default_tool)
     args = parser.parse_args()
     port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        env = {**os.environ, "JIANBAO_WECHAT_TOKEN": TOKEN, "JIANBAO_DATABASE_URL": ""}
+    with tempfile.TemporaryDirectory() as folder, database_url(args.database) as url:
+        env = {**os.environ, "JIANBAO_WECHAT_TOKEN": TOKEN, "JIANBAO_DATABASE_URL": url}
         jianbao = str(Path(sys.executable).parent / "jianbao")
         server = subprocess.Popen(
             [jianbao, "serve", "--port", str(port), "--workers", str(args.workers)],
@@ -233,13 +352,15 @@ def main() -> None:
                 results = run_wrk(base, args.seconds, args.concurrency)
             else:
                 results = asyncio.run(run(base, args.requests, args.concurrency))
+            if args.burst:
+                results.append(asyncio.run(burst(base, args.burst, args.burst_readers, args.concurrency)))
         finally:
             server.terminate()
-            server.wait(timeout=10)
+            server.wait(timeout=30)
     amount = f"{args.seconds} s" if args.tool == "wrk" else f"{args.requests} requests"
     print(
-        f"{args.tool}: {amount} per phase, {args.concurrency} concurrent, {args.workers} server process(es); "
-        "server and client share 2 cores"
+        f"{args.tool}: {amount} per phase, {args.concurrency} concurrent, {args.workers} server process(es) "
+        f"on {args.database}; server and client share 2 cores"
     )
     print(f"{'phase':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'failed':>7s}")
     for result in results:
@@ -248,6 +369,9 @@ def main() -> None:
         print(f"{result['name']:24s} {figures}")
     healthz, search = results[0]["rps"], results[1]["rps"]
     print(f"search throughput / healthz throughput = {search / healthz:.2f}")
+    if args.burst:
+        for line in burst_verdict(results[0], results[-1]):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -202,6 +202,25 @@ class SubscriberStore:
         key = self._key(channel, address)
         async with self._database.transaction("write") as connection:
             return await _update(connection, channel, key, {"last_seen_at": self._clock()})
+
+    async def seen_many(self, channel: str, times: Mapping[str, dt.datetime]) -> None:
+        """Many `seen` in one transaction (address -> when), as a buffer of them writes its batch. A time
+        never moves back (an older batch written late changes nothing); non-subscribers are left out."""
+        params = [{"b_key": self._key(channel, address), "b_at": at} for address, at in times.items()]
+        if not params:
+            return
+        s = core_table(SubscriberRow)
+        statement = (
+            update(s)
+            .where(
+                s.c.channel == channel,
+                s.c.address_key == bindparam("b_key"),
+                or_(s.c.last_seen_at.is_(None), s.c.last_seen_at < bindparam("b_at")),
+            )
+            .values(last_seen_at=bindparam("b_at"))
+        )
+        async with self._database.transaction("write") as connection:
+            await connection.execute(statement, params)
 
     async def import_active(
         self, rows: Sequence[ImportRow | tuple[str, str, Sequence[str]]]

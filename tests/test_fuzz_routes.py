@@ -40,6 +40,7 @@ ROUTES = {
     "issue-page",
     "feed",
     "healthz",
+    "readyz",
     "api",
 }
 

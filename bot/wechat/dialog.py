@@ -5,6 +5,7 @@ stays within WECHAT_TEXT_MAX_BYTES of UTF-8 and shows links as <a href> (which W
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from enum import StrEnum
 
 from cachetools import TTLCache
 
+from bot.last_seen import LastSeenBuffer
 from bot.services import Services
 from bot.wechat.protocol import Message, masked
 from channels.base import utf8_bytes
@@ -21,7 +23,7 @@ from channels.wechat.channel import WECHAT
 from channels.wechat.render import WECHAT_TEXT_MAX_BYTES, render_wechat
 from channels.wechat.render import _safe as plain_text
 from channels.wechat.render import _text_link as text_link
-from content.errors import JianbaoError
+from content.errors import BadInput, JianbaoError
 from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -78,15 +80,21 @@ SEEN_MAX_ENTRIES = 100_000
 
 class Dialog:
     def __init__(
-        self, services: Services, searches: TTLCache[str, LastSearch], *, archive_url: str = ""
+        self,
+        services: Services,
+        searches: TTLCache[str, LastSearch],
+        last_seen: LastSeenBuffer,
+        *,
+        archive_url: str = "",
     ) -> None:
         """`archive_url`: the archive's absolute address, offered when a search has more results ("" for
         none: a chat message cannot link to a relative one)."""
         self._services = services
         self._searches = searches
+        self._last_seen = last_seen
         self._archive_url = archive_url
-        # openids whose last_seen_at was written lately: one write per user per SEEN_EVERY_SECONDS, not per
-        # message (a write per keyword query would cost every reply a commit).
+        # openids whose last_seen_at was noted lately: one note per user per SEEN_EVERY_SECONDS, not per
+        # message (the buffer writes them in batches, off the reply path).
         self._seen: TTLCache[str, bool] = TTLCache(maxsize=SEEN_MAX_ENTRIES, ttl=SEEN_EVERY_SECONDS)
 
     async def respond(self, message: Message) -> str | None:
@@ -116,12 +124,10 @@ class Dialog:
     async def _text(self, message: Message) -> str:
         if message.openid not in self._seen:
             self._seen[message.openid] = True
-            try:
-                # A user's message opens the 48 h window for customer-service messages (broadcast texts).
-                await self._services.subscribers.seen(CHANNEL, self._openid(message))
-            except Exception as error:  # best effort: a search answer must not depend on this write
-                self._seen.pop(message.openid, None)
-                log.warning("WeChat: last-seen time not recorded (%s)", type(error).__qualname__)
+            # A user's message opens the 48 h window for customer-service messages (broadcast texts). An
+            # openid the channel refuses is not noted; a search still gets its answer.
+            with contextlib.suppress(BadInput):
+                self._last_seen.note(self._openid(message))
         command = COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
         subscribers = self._services.subscribers
         if command is Command.SUBSCRIBE:

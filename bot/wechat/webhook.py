@@ -33,9 +33,10 @@ import aiohttp
 from aiohttp import web
 from cachetools import TTLCache
 
+from bot.last_seen import LastSeenBuffer, buffering
 from bot.services import SERVICES
 from bot.site import ARCHIVE, absolute_url
-from bot.wechat.dialog import Dialog, LastSearch
+from bot.wechat.dialog import CHANNEL, Dialog, LastSearch
 from bot.wechat.protocol import (
     MAX_XML_BYTES,
     Envelope,
@@ -108,7 +109,8 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
     searches: TTLCache[str, LastSearch] = TTLCache(
         maxsize=LAST_SEARCH_MAX_ENTRIES, ttl=LAST_SEARCH_TTL_SECONDS
     )
-    async with aiohttp.ClientSession() as session:
+    last_seen = LastSeenBuffer(app[SERVICES].subscribers, CHANNEL)
+    async with aiohttp.ClientSession() as session, buffering(last_seen):
         api = None
         if settings.wechat_appid and settings.wechat_secret:
             api = WeChatApi(
@@ -120,7 +122,7 @@ async def _channel(app: web.Application) -> AsyncIterator[None]:
         state = WeChatState(
             token=settings.wechat_token,
             envelope=envelope,
-            dialog=Dialog(app[SERVICES], searches, archive_url=_archive_url(app)),
+            dialog=Dialog(app[SERVICES], searches, last_seen, archive_url=_archive_url(app)),
             api=api,
             deadline=app[REPLY_DEADLINE],
         )

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bot.app import create_app
 from bot.settings import Settings
@@ -27,6 +29,7 @@ from bot.wechat.dialog import (
 from bot.wechat.protocol import masked
 from channels.wechat.render import render_wechat
 from storage.subscribers import SubscriberStatus
+from storage.tables import SubscriberRow, core_table
 from tests.bot.wechat_helpers import (
     AES_KEY,
     PUBLIC_URL,
@@ -265,3 +268,33 @@ async def test_a_database_gone_away_gets_an_apology_not_an_error(
     logged = [record.getMessage() for record in caplog.records if record.name.startswith("bot")]
     assert any("not answered" in line and masked(USER) in line for line in logged)
     assert not any(USER in line for line in logged)
+
+
+async def test_a_keyword_reply_does_not_wait_for_the_last_seen_write(service: WeChatService) -> None:
+    """While another transaction holds the database's writes, a reader's keyword is answered at once; the
+    time they wrote is written once the database is free again (the buffer retries)."""
+    reader = "oJianbaoTestUser0000000000002"
+    await service.event("subscribe", openid=reader)  # a follow: not a message, the window stays shut
+    database = service.services.storage.database
+    subscriber = core_table(SubscriberRow)
+
+    async def last_seen() -> object:
+        async with database.transaction() as connection:
+            query = select(subscriber.c.last_seen_at).where(subscriber.c.address == reader)
+            return (await connection.execute(query)).scalar_one()
+
+    before = await last_seen()
+    async with database.transaction("write") as connection:
+        await connection.execute(select(subscriber).with_for_update())
+        began = time.monotonic()
+        answer = await service.say("量化", openid=reader)
+        took = time.monotonic() - began
+    assert "共找到" in answer
+    assert took < 1.0, f"the reply took {took:.2f} s"
+    for _ in range(100):
+        after = await last_seen()
+        if after != before:
+            break
+        await asyncio.sleep(0.1)
+    assert after is not None
+    assert after != before
