@@ -9,6 +9,10 @@ The parent only watches its workers: one that dies (a crash, the OOM killer) is 
 service keeps its capacity; workers that keep dying make the parent stop the rest and fail, so that the
 service manager restarts the whole service and the operator sees why. SIGTERM or Ctrl-C stops every
 worker cleanly and the parent exits 0.
+
+Stopping drains: on SIGTERM a process stops accepting connections at once, lets the requests in flight
+finish for up to DRAIN_SECONDS, then cleans up (with JIANBAO_SERVE_WORKER, its broadcast worker stops too)
+and exits 0. The stop timeouts in deploy/ are longer than that whole stop.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import create_app, prepare_storage
+from bot.http_policy import BODY_DEADLINE_SECONDS
 from bot.settings import Settings
 from content.errors import JianbaoError
 
@@ -40,9 +45,22 @@ log = logging.getLogger(__name__)
 # worker that dies at start would otherwise be restarted in a loop forever.
 MAX_DEATHS = 5
 DEATH_WINDOW_SECONDS = 60.0
-# How long stopping workers get to finish the requests they hold before they are killed.
-STOP_SECONDS = 10.0
+# How long requests in flight at SIGTERM get to finish before aiohttp cancels them. A handler that has its
+# request answers within seconds (WeChat's reply within 4 s; a platform API call within its timeout); one
+# whose body is still arriving gets no more of it (aiohttp reads nothing more from a closing connection)
+# and answers 408 at BODY_DEADLINE_SECONDS. So every request ends with an answer within this, and a longer
+# wait (aiohttp's default is a minute) would only hold up restarts and deploys.
+DRAIN_SECONDS = BODY_DEADLINE_SECONDS + 10.0
+# How long a stopping worker process gets before it is killed: the drain, then its cleanup, which with
+# JIANBAO_SERVE_WORKER includes the broadcast worker's own stop grace (JIANBAO_WORKER_STOP_SECONDS, 20 s by
+# default) and closing the database.
+STOP_SECONDS = DRAIN_SECONDS + 25.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Connections waiting to be accepted. aiohttp's default of 128 is less than the connections WeChat opens
+# in a burst of replies after a broadcast (200 in flight in scripts/load_service.py): the kernel drops the
+# SYNs over it, and the client's retransmission makes those replies a second late. The kernel caps it at
+# net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 1024
 
 
 class WorkersKeepDying(JianbaoError):
@@ -51,11 +69,25 @@ class WorkersKeepDying(JianbaoError):
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers <= 1:
-        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+        _run_app(settings, host, port)
         return
     # Migrate and import the demo content once, before the workers race to do it.
     asyncio.run(prepare_storage(settings))
     Supervisor(settings, host, port, workers).run()
+
+
+def _run_app(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (DRAIN_SECONDS) and clean up."""
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=DRAIN_SECONDS,
+        reuse_port=reuse_port,
+        backlog=LISTEN_BACKLOG,
+    )
 
 
 class Supervisor:
@@ -122,7 +154,7 @@ class Supervisor:
     def _stop_all(self) -> None:
         running = [worker for worker in self._workers.values() if worker.is_alive()]
         for worker in running:
-            worker.terminate()  # SIGTERM: aiohttp finishes the requests in flight and exits
+            worker.terminate()  # SIGTERM: aiohttp drains the requests in flight and exits
         deadline = time.monotonic() + STOP_SECONDS
         for worker in running:
             worker.join(max(0.0, deadline - time.monotonic()))
@@ -149,7 +181,7 @@ def _worker(values: dict[str, Any], host: str, port: int, index: int) -> None:
         values = values | {"serve_worker": "off"}
     settings = Settings(**values)
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None, reuse_port=True)
+        _run_app(settings, host, port, reuse_port=True)
     except OSError as error:  # the port is held by a program that does not share it: one line, no trace
         log.error("serve: worker %d cannot listen on %s:%d: %s", index, host, port, error.strerror or error)
         raise SystemExit(1) from None

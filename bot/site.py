@@ -1,4 +1,5 @@
-"""The public site: health and metrics, the issue archive every channel links to, and its Atom feed.
+"""The public site: health, readiness and metrics, the issue archive every channel links to, and its
+Atom feed.
 
 Routes have names (ARCHIVE, ISSUE_PAGE...), and the service's own links are built from them with
 `url_for`, never spelled out again: `absolute_url` puts JIANBAO_PUBLIC_URL in front where a link leaves
@@ -8,16 +9,20 @@ write `/issues/{date}` and `/r/{token}` themselves.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from cachetools import FIFOCache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.exc import DBAPIError
 from yarl import URL
 
 from bot.csrf import FORM_GUARD
@@ -29,9 +34,16 @@ from channels.email.channel import EMAIL
 from channels.fitting import non_empty
 from content.errors import BadInput, NotFound
 from content.model import Issue
+from storage.database import Database
+from storage.migrate import current_revision, head_revision, known_revisions
 from storage.search.results import CACHED_QUERY_CHARS, MAX_LIMIT, MAX_OFFSET
 
+log = logging.getLogger(__name__)
+
 SITE_TEMPLATES = TEMPLATE_DIR / "site"
+# How long /readyz waits for the database. Probes give up after a few seconds (compose's after 5): a
+# database slower than this is as good as down for the requests the probe stands for.
+READY_TIMEOUT_SECONDS = 2.0
 TEMPLATES = web.AppKey("site_templates", Environment)
 # Encoded answers of GET /search, keyed by the index generation: popular words cost a dict lookup. Oldest
 # first out, so entries of an old generation age out.
@@ -59,9 +71,11 @@ SUBSCRIBE = "subscribe"
 def setup(app: web.Application) -> None:
     app[SEARCH_BODIES] = FIFOCache(maxsize=SEARCH_BODY_CACHE)
     app[WEB_LINKS_STORED] = {}
+    app[READINESS] = Readiness(expected=head_revision(), known=known_revisions())
     app.middlewares.insert(0, _measure)  # outermost: it sees the responses the error middleware made
     router = app.router
     router.add_get("/healthz", healthz, name="healthz")
+    router.add_get("/readyz", readyz, name="readyz")
     router.add_get("/metrics", metrics, name="metrics")
     router.add_get("/", home, name="home")
     router.add_get("/issues", archive, name=ARCHIVE)
@@ -135,6 +149,60 @@ async def healthz(request: web.Request) -> web.Response:
             "sending": {name: reason or "on" for name, reason in services.sending_status.items()},
         }
     )
+
+
+@dataclass
+class Readiness:
+    """What /readyz compares the database with: the migrations this code ships, read from their scripts
+    once at start. And the last reason it gave, so that an outage is logged once, not at every probe."""
+
+    expected: str | None  # the head revision
+    known: frozenset[str]
+    reported: str = ""
+
+    def schema_problem(self, current: str | None) -> str:
+        """Why a database at revision `current` does not suit this code ("" when it does)."""
+        if current == self.expected:
+            return ""
+        if current is None or current in self.known:
+            return f"migrations behind: at {current or 'none'}, code expects {self.expected}"
+        return f"migrations ahead: at {current}, which this code does not know; it expects {self.expected}"
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness for load balancers and orchestrators: 200 while the database answers within
+    READY_TIMEOUT_SECONDS at the schema this code expects, else 503 with the reason. Unlike /healthz it
+    asks the database: take an instance out of rotation on it, but do not restart one for it."""
+    readiness = request.app[READINESS]
+    problem, detail = await _problem(readiness, _services(request).storage.database)
+    if problem != readiness.reported:
+        if problem:
+            log.warning("not ready: %s", detail)
+        else:
+            log.info("ready again")
+        readiness.reported = problem
+    if problem:
+        return web.json_response({"status": "not ready", "reason": problem}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _problem(readiness: Readiness, database: Database) -> tuple[str, str]:
+    """(the reason the client gets, "" when ready; the same for the log, with the driver's own words)."""
+    unreachable = "database unreachable"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), database.engine.connect() as connection:
+            current = await connection.run_sync(current_revision)
+    except TimeoutError:  # caught before OSError, of which it is a subclass
+        return unreachable, f"{unreachable}: no answer within {READY_TIMEOUT_SECONDS:.0f} s"
+    except (OSError, DBAPIError) as error:
+        # Only the log gets the driver's message: it may name the database's hosts and users.
+        words = str(error).strip().splitlines()
+        return unreachable, f"{unreachable}: {words[0] if words else type(error).__name__}"
+    problem = readiness.schema_problem(current)
+    return problem, problem
 
 
 def _channels(services: Services) -> dict[str, str]:
