@@ -52,6 +52,7 @@ class LastSeenBuffer:
         self._clock = clock
         self._waiting: dict[str, dt.datetime] = {}
         self._full = asyncio.Event()
+        self._stopping = False
 
     def note(self, address: str) -> None:
         """`address` (already checked by the channel's rule) wrote to us now."""
@@ -64,13 +65,20 @@ class LastSeenBuffer:
         return len(self._waiting)
 
     async def run(self) -> None:
-        """Write forever (a task of the app's lifetime); cancel it, then call `close`."""
-        while True:
+        """Write until `stop` (a task of the app's lifetime), then call `close`."""
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._flush_seconds)
             self._full.clear()
-            if not await self.flush():
-                await asyncio.sleep(RETRY_SECONDS)
+            if not self._stopping and not await self.flush():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), RETRY_SECONDS)
+
+    def stop(self) -> None:
+        """Make `run` return once its write in progress, if any, is done. Not a cancellation: a write
+        cancelled halfway can leave SQLite's write lock with a connection that nobody will finish."""
+        self._stopping = True
+        self._full.set()
 
     async def flush(self) -> bool:
         """Write what is waiting; False (it stays waiting) when the database cannot take it now."""
@@ -110,7 +118,6 @@ async def buffering(buffer: LastSeenBuffer) -> AsyncIterator[LastSeenBuffer]:
     try:
         yield buffer
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        buffer.stop()
+        await task
         await buffer.close()

@@ -12,6 +12,7 @@ what arrives meanwhile keeps it to a few transactions a second under load, not o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +35,7 @@ class Recorder:
         # Resolved when the transaction holding everything in _waiting commits.
         self._landed: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def write(self, result: Result) -> None:
         """Return once `result` is in the database. While the database cannot be reached this waits (the
@@ -47,13 +49,20 @@ class Recorder:
         await asyncio.shield(landed)
 
     async def run(self) -> None:
-        """Write forever (a task of the worker's lifetime); cancel it, then call `close`."""
-        while True:
+        """Write until `stop` (a task of the worker's lifetime), then call `close`."""
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
-            if not await self.flush():
-                await asyncio.sleep(RETRY_SECONDS)
+            if not self._stopping and not await self.flush():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_SECONDS)
                 self._wake.set()
+
+    def stop(self) -> None:
+        """Make `run` return once its write in progress, if any, is done. Not a cancellation: a write
+        cancelled halfway can leave SQLite's write lock with a connection that nobody will finish."""
+        self._stopping = True
+        self._wake.set()
 
     async def flush(self) -> bool:
         """Write what is waiting; False (and it stays waiting) when the database cannot be reached."""

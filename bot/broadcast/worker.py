@@ -135,7 +135,8 @@ class BroadcastWorker:
         """Work until `stop` is set (or, with `until_idle`, until no running broadcast has anything left),
         then finish the deliveries in hand and write their results."""
         recorder = asyncio.create_task(self._recorder.run())
-        heartbeat = asyncio.create_task(self._heartbeat())
+        quiet = asyncio.Event()  # set when the worker stops: the heartbeat returns between two renewals
+        heartbeat = asyncio.create_task(self._heartbeat(quiet))
         stopping = asyncio.create_task(stop.wait())
         config = self._config
         try:
@@ -157,11 +158,13 @@ class BroadcastWorker:
         finally:
             stopping.cancel()
             await self._finish_or_hand_back()
-            heartbeat.cancel()
-            recorder.cancel()
-            for task in (heartbeat, recorder, stopping):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Stopped, not cancelled: a database write cancelled halfway can leave SQLite's write lock
+            # with a connection nobody will finish.
+            quiet.set()
+            self._recorder.stop()
+            await asyncio.gather(heartbeat, recorder)
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
             await self._recorder.close()
 
     async def _finish_or_hand_back(self) -> None:
@@ -219,9 +222,12 @@ class BroadcastWorker:
                 still += 1
         return still == 0
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, quiet: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self._config.lease_seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(quiet.wait(), self._config.lease_seconds / 3)
+            if quiet.is_set():
+                return
             try:
                 mine = [*self._active, *self._recorder.waiting_ids()]
                 await self._ledger.renew(self.name, mine, self._config.lease_seconds)
