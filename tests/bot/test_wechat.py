@@ -28,6 +28,7 @@ from bot.wechat.dialog import (
 )
 from bot.wechat.protocol import masked
 from channels.wechat.render import render_wechat
+from storage.database import Database
 from storage.subscribers import SubscriberStatus
 from storage.tables import SubscriberRow, core_table
 from tests.bot.wechat_helpers import (
@@ -298,3 +299,25 @@ async def test_a_keyword_reply_does_not_wait_for_the_last_seen_write(service: We
         await asyncio.sleep(0.1)
     assert after is not None
     assert after != before
+
+
+async def test_last_seen_times_still_waiting_at_shutdown_are_written(
+    tmp_path: Path, wechat_demo_db: Path, fake_wechat: FakeWeChatApi
+) -> None:
+    """Readers' times noted just before the app stops (well within the buffer's second) are in the
+    database after it stopped, and stopping does not wait on a write left halfway."""
+    url = copy_database(wechat_demo_db, tmp_path)
+    readers = [f"oJianbaoShutdownReader{n:06d}" for n in range(40)]
+    async with running_service(url, fake_wechat) as service:
+        for reader in readers:
+            await service.event("subscribe", openid=reader)
+        await asyncio.gather(*(service.say("量化", openid=reader) for reader in readers))
+        began = time.monotonic()
+    took = time.monotonic() - began
+    assert took < 5, f"stopping took {took:.1f} s"
+    async with Database(url) as database:
+        subscriber = core_table(SubscriberRow)
+        query = select(subscriber.c.address).where(subscriber.c.last_seen_at.is_not(None))
+        async with database.transaction() as connection:
+            seen = set((await connection.execute(query)).scalars())
+    assert seen >= set(readers)
