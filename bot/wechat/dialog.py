@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from bot.last_seen import LastSeenBuffer
 from bot.services import Services
@@ -24,7 +24,7 @@ from channels.wechat.render import WECHAT_TEXT_MAX_BYTES, render_wechat
 from channels.wechat.render import _safe as plain_text
 from channels.wechat.render import _text_link as text_link
 from content.errors import BadInput, JianbaoError
-from storage.search.results import MAX_OFFSET, SearchHit, SearchResult
+from storage.search.results import CACHED_QUERY_CHARS, MAX_OFFSET, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ class LastSearch:
 # much earlier than WeChat's: a broadcast text may skip a reader it could have reached, never the reverse.
 SEEN_EVERY_SECONDS = 3600.0
 SEEN_MAX_ENTRIES = 100_000
+# Search replies by (index generation, query, offset): after a broadcast most readers send the same few
+# words, and the reply text (search, fitting, links) is most of a keyword reply's work.
+REPLY_CACHE_ENTRIES = 2048
 
 
 class Dialog:
@@ -96,6 +99,7 @@ class Dialog:
         # openids whose last_seen_at was noted lately: one note per user per SEEN_EVERY_SECONDS, not per
         # message (the buffer writes them in batches, off the reply path).
         self._seen: TTLCache[str, bool] = TTLCache(maxsize=SEEN_MAX_ENTRIES, ttl=SEEN_EVERY_SECONDS)
+        self._replies: LRUCache[tuple[int, str, int], tuple[str, int] | None] = LRUCache(REPLY_CACHE_ENTRIES)
 
     async def respond(self, message: Message) -> str | None:
         """The text to answer `message` with, or None for no answer; a failure becomes an apology."""
@@ -156,12 +160,27 @@ class Dialog:
         if offset >= MAX_OFFSET:
             return None
         self._services.metrics.searches.labels(CHANNEL).inc()
+        index = self._services.search
+        key = (index.generation, query, offset)
+        if key in self._replies:
+            reply = self._replies[key]
+        else:
+            reply = self._reply(query, offset)
+            if len(query) <= CACHED_QUERY_CHARS:
+                self._replies[key] = reply
+        if reply is None:
+            return None
+        text, shown = reply
+        if shown:
+            self._searches[openid] = LastSearch(query, offset + shown)
+        return text
+
+    def _reply(self, query: str, offset: int) -> tuple[str, int] | None:
+        """One page of results as a reply and how many items it shows (0 for a hint); None for nothing."""
         result = self._services.search.search(query, limit=SEARCH_PAGE, offset=offset)
         if not result.hits:
-            return None if offset else (result.hint or NO_MORE)
-        text, shown = search_reply(result, offset=offset, links=self._links, archive_url=self._archive_url)
-        self._searches[openid] = LastSearch(query, offset + shown)
-        return text
+            return None if offset else (result.hint or NO_MORE, 0)
+        return search_reply(result, offset=offset, links=self._links, archive_url=self._archive_url)
 
     def _openid(self, message: Message) -> str:
         return self._services.channels.check_address(CHANNEL, message.openid)

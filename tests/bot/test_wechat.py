@@ -28,9 +28,12 @@ from bot.wechat.dialog import (
 )
 from bot.wechat.protocol import masked
 from channels.wechat.render import render_wechat
+from content.parser import parse_issue
+from content.source import decode_issue
 from storage.database import Database
 from storage.subscribers import SubscriberStatus
 from storage.tables import SubscriberRow, core_table
+from tests.bot.helpers import minimal_issue
 from tests.bot.wechat_helpers import (
     AES_KEY,
     PUBLIC_URL,
@@ -321,3 +324,14 @@ async def test_last_seen_times_still_waiting_at_shutdown_are_written(
         async with database.transaction() as connection:
             seen = set((await connection.execute(query)).scalars())
     assert seen >= set(readers)
+
+
+async def test_a_new_issue_shows_in_the_next_keyword_reply(service: WeChatService) -> None:
+    """Replies are kept per index generation: an issue indexed after a reply was given is in the next one."""
+    word = "蜂鸟量化芯片"
+    before = await service.say(word)
+    issue = parse_issue(decode_issue(minimal_issue("2031-05-04", first_title=f"{word}发布").encode()))
+    service.services.search.replace_issues([issue])
+    after = await service.say(word)
+    assert f"{word}发布" not in before
+    assert f"{word}发布" in after
