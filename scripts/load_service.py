@@ -314,7 +314,8 @@ def burst_verdict(healthz: dict[str, float], burst: dict[str, float]) -> list[st
         f"burst floor: keyword p99 {keyword_p99:.1f} ms < max(50 ms, 4 x healthz p99 "
         f"{healthz['p99']:.1f} ms, same client) = {bound:.1f} ms: {'ok' if keyword_p99 < bound else 'FAIL'}; "
         f"no keyword reply >= 1 s: {'ok' if burst['keyword:over_1s'] == 0 else 'FAIL'}",
-        f"burst commands (订阅/退订, durable): {int(burst.get('command:count', 0))}, p99 "
+        f"burst commands (订阅/退订, durable): {int(burst.get('command:count', 0))}, p50 "
+        f"{burst.get('command:p50', 0.0):.1f} ms, p99 "
         f"{burst.get('command:p99', 0.0):.1f} ms, max {command_max:.1f} ms, deadline {REPLY_DEADLINE_MS} ms: "
         f"{'ok' if command_max < REPLY_DEADLINE_MS else 'FAIL'}",
     ]

@@ -51,6 +51,14 @@ COMMAND_WORDS: dict[str, Command] = {
     **{word: Command.HELP for word in ("帮助", "help", "?", "？")},
 }
 
+# The commands whose answer reads or writes the database.
+NEEDS_STORAGE = frozenset({Command.SUBSCRIBE, Command.UNSUBSCRIBE, Command.LATEST})
+
+
+def _command(message: Message) -> Command | None:
+    return COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
+
+
 USAGE = "发送关键词（如：量化、剪枝、NPU）搜索往期内容；『最新』看最新一期；『订阅』/『退订』开关每期推送。"
 WELCOME = "欢迎关注嵌入式AI简报！已为你订阅每期推送。\n" + USAGE
 HELP = "嵌入式AI简报\n" + USAGE
@@ -101,6 +109,20 @@ class Dialog:
         self._seen: TTLCache[str, bool] = TTLCache(maxsize=SEEN_MAX_ENTRIES, ttl=SEEN_EVERY_SECONDS)
         self._replies: LRUCache[tuple[int, str, int], tuple[str, int] | None] = LRUCache(REPLY_CACHE_ENTRIES)
 
+    def respond_at_once(self, message: Message) -> str | None:
+        """The answer to a text that needs no I/O (a keyword search, 更多, 帮助: most messages, and all of a
+        burst after a broadcast), given without scheduling anything; None when `respond` is needed."""
+        if message.kind != "text":
+            return None
+        command = _command(message)
+        if command in NEEDS_STORAGE:
+            return None
+        try:
+            self._note_seen(message)
+            return self._answer_now(message, command)
+        except Exception as error:
+            return self._sorry(message, error)
+
     async def respond(self, message: Message) -> str | None:
         """The text to answer `message` with, or None for no answer; a failure becomes an apology."""
         try:
@@ -110,11 +132,14 @@ class Dialog:
                 return await self._text(message)
             return None  # images, voice, locations...: nothing to say
         except Exception as error:
-            # Our own errors have one-line messages without addresses; others (a database error quoting
-            # its SQL parameters) may hold the openid, so only their type is logged.
-            detail = error.message if isinstance(error, JianbaoError) else type(error).__qualname__
-            log.error("WeChat %s from %s not answered: %s", message.kind, masked(message.openid), detail)
-            return SORRY
+            return self._sorry(message, error)
+
+    def _sorry(self, message: Message, error: Exception) -> str:
+        # Our own errors have one-line messages without addresses; others (a database error quoting its
+        # SQL parameters) may hold the openid, so only their type is logged.
+        detail = error.message if isinstance(error, JianbaoError) else type(error).__qualname__
+        log.error("WeChat %s from %s not answered: %s", message.kind, masked(message.openid), detail)
+        return SORRY
 
     async def _event(self, message: Message) -> str | None:
         subscribers = self._services.subscribers
@@ -125,14 +150,17 @@ class Dialog:
             await subscribers.unsubscribe(CHANNEL, self._openid(message))
         return None
 
-    async def _text(self, message: Message) -> str:
+    def _note_seen(self, message: Message) -> None:
         if message.openid not in self._seen:
             self._seen[message.openid] = True
             # A user's message opens the 48 h window for customer-service messages (broadcast texts). An
             # openid the channel refuses is not noted; a search still gets its answer.
             with contextlib.suppress(BadInput):
                 self._last_seen.note(self._openid(message))
-        command = COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
+
+    async def _text(self, message: Message) -> str:
+        self._note_seen(message)
+        command = _command(message)
         subscribers = self._services.subscribers
         if command is Command.SUBSCRIBE:
             _, changed = await subscribers.subscribe(CHANNEL, self._openid(message))
@@ -143,6 +171,10 @@ class Dialog:
         if command is Command.LATEST:
             issue = await self._services.storage.issues.latest()
             return render_wechat(self._services.renderer.document(issue, CHANNEL)).text if issue else NO_ISSUE
+        return self._answer_now(message, command)
+
+    def _answer_now(self, message: Message, command: Command | None) -> str:
+        """The answers that need no I/O: help, 更多, and a keyword search."""
         if command is Command.HELP:
             return HELP
         if command is Command.MORE:

@@ -217,6 +217,10 @@ async def _answer(state: WeChatState, message: Message) -> str:
 
 
 async def _reply_in_time(state: WeChatState, message: Message) -> str:
+    # Most messages (keyword searches) are answered here and now: no task, no loop turns to wait for.
+    text = state.dialog.respond_at_once(message)
+    if text is not None:
+        return text_reply(message, text, now=int(state.clock()))
     answering = asyncio.create_task(state.dialog.respond(message))
     try:
         text = await asyncio.wait_for(asyncio.shield(answering), timeout=state.deadline)

@@ -225,18 +225,19 @@ async def test_an_answer_later_than_the_deadline_goes_out_as_a_customer_service_
 ) -> None:
     caplog.set_level(logging.DEBUG)
     database = copy_database(wechat_demo_db, tmp_path)
+    # A keyword search is answered at once whatever the deadline; 最新 reads the database first.
     async with running_service(database, fake_wechat, reply_deadline=0.0) as service:
-        body = text_message("量化", msg_id=555)
+        body = text_message("最新", msg_id=555)
         response = await service.push(body)
         assert (response.status, await response.text()) == (200, "success")
         await _wait_for(lambda: fake_wechat.texts_to(USER))
         [late] = fake_wechat.texts_to(USER)
-        assert "共找到" in late
+        assert "嵌入式AI简报" in late
         assert_fits(late)
         assert await (await service.push(body)).text() == "success"  # WeChat's retry: not answered again
 
         fake_wechat.outside_window.add(USER)  # 48 h after the user's last message
-        assert await (await service.push(text_message("剪枝"))).text() == "success"
+        assert await (await service.push(text_message("最新"))).text() == "success"
         await _wait_for(lambda: any("not delivered" in record.getMessage() for record in caplog.records))
     assert len(fake_wechat.texts_to(USER)) == 1
 
@@ -335,3 +336,15 @@ async def test_a_new_issue_shows_in_the_next_keyword_reply(service: WeChatServic
     after = await service.say(word)
     assert f"{word}发布" not in before
     assert f"{word}发布" in after
+
+
+async def test_a_keyword_is_answered_at_once_whatever_the_deadline(
+    tmp_path: Path, wechat_demo_db: Path, fake_wechat: FakeWeChatApi
+) -> None:
+    """A search needs no I/O: it is answered in the request, even with no time at all to wait for a task."""
+    async with running_service(
+        copy_database(wechat_demo_db, tmp_path), fake_wechat, reply_deadline=0.0
+    ) as service:
+        assert "共找到" in await service.say("量化")
+        assert await service.say("帮助") == HELP
+    assert fake_wechat.texts_to(USER) == []  # nothing went out late
