@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bot import admin, http_policy, site, subscriptions, telegram, wechat
+from bot import admin, console, http_policy, site, subscriptions, telegram, wechat
 from bot.broadcast import routes as broadcasts
 from bot.errors import error_middleware
 from bot.importing import import_paths
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
     http_policy.setup(app, settings.trusted_proxies)
-    for feature in (site, admin, subscriptions, wechat, telegram, broadcasts):
+    for feature in (site, admin, subscriptions, wechat, telegram, broadcasts, console):
         feature.setup(app)
     for warning in channel_warnings(settings):
         log.warning("%s", warning)

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.console import emit_json as _emit_json
-from bot.console import error_line as _error_line
-from bot.console import fail as _fail
-from bot.console import run as _run
+from bot.cli_common import emit_json as _emit_json
+from bot.cli_common import error_line as _error_line
+from bot.cli_common import fail as _fail
+from bot.cli_common import run as _run
 from bot.importing import import_paths
 from bot.rendering import Renderer
 from bot.services import open_storage
@@ -565,7 +565,7 @@ def _subscriber_dict(row: Subscriber) -> dict[str, Any]:
 
 
 def _broadcast_commands() -> None:
-    # Imported here: bot.broadcast.cli uses bot.console, like this module, and nothing of this one.
+    # Imported here: bot.broadcast.cli uses bot.cli_common, like this module, and nothing of this one.
     from bot.broadcast.cli import broadcast_app, worker_command
 
     app.add_typer(broadcast_app, name="broadcast")
@@ -573,6 +573,15 @@ def _broadcast_commands() -> None:
 
 
 _broadcast_commands()
+
+
+def _editor_commands() -> None:
+    from bot.console.cli import editors_app
+
+    app.add_typer(editors_app, name="editors")
+
+
+_editor_commands()
 
 
 def main() -> None:

@@ -28,6 +28,9 @@ from sqlmodel import Field, SQLModel
 
 # A sha256 digest in hex.
 CONTENT_HASH_LENGTH = 64
+EDITOR_NAME_LENGTH = 64
+# argon2's encoded hashes are about 100 characters with the default parameters; room for stronger ones.
+PASSWORD_HASH_LENGTH = 255
 
 
 class IssueRow(SQLModel, table=True):
@@ -226,3 +229,33 @@ class RateLimitRow(SQLModel, table=True):
 
     name: str = Field(sa_type=String(NAME_LENGTH * 2), primary_key=True)
     tat: dt.datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class EditorRow(SQLModel, table=True):
+    """Someone who may use the console. The password is kept only as its hash (argon2, made by bot/)."""
+
+    __tablename__ = "editor"
+    __table_args__ = (UniqueConstraint("name", name="uq_editor_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=String(EDITOR_NAME_LENGTH))
+    password_hash: str = Field(sa_type=String(PASSWORD_HASH_LENGTH))
+    created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class EditorSessionRow(SQLModel, table=True):
+    """A signed-in console session. Only a hash of the cookie's token is kept: a copy of the table signs
+    nobody in."""
+
+    __tablename__ = "editor_session"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["editor_id"], ["editor.id"], ondelete="CASCADE", name="fk_editor_session_editor_id_editor"
+        ),
+        Index("ix_editor_session_editor_id", "editor_id"),
+    )
+
+    token_hash: str = Field(sa_type=String(CONTENT_HASH_LENGTH), primary_key=True)
+    editor_id: int = Field(sa_type=Integer)
+    created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: dt.datetime = Field(sa_type=DateTime(timezone=True))

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_date, parse_time
-from bot.console import emit_json, fail, run
+from bot.cli_common import emit_json, fail, run
 from bot.services import open_storage
 from bot.settings import Settings, load_settings
 from channels.registry import ChannelRegistry, channel_registry

@@ -176,11 +176,13 @@ def run_cli(
     cwd: Path,
     columns: int | None = None,
     python_path: Path | None = None,
+    stdin: str | None = None,
 ) -> CliResult:
     """Run `jianbao ARGS` against `database_url`, with stdout and stderr captured (so not a terminal).
 
     `columns` sets COLUMNS, the width `rich` lays out for; by default it is unset, as under cron or a pipe.
-    `python_path` makes modules there importable (a channel plug-in kept in the tests).
+    `python_path` makes modules there importable (a channel plug-in kept in the tests). `stdin` answers
+    the command's prompts.
     Every run is checked for a Python traceback, which no input may ever cause.
     """
     env = {
@@ -197,6 +199,7 @@ def run_cli(
         [str(jianbao_executable()), *(str(arg) for arg in args)],
         cwd=cwd,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         encoding="utf-8",

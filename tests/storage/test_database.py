@@ -150,6 +150,8 @@ async def test_postgres_schema_holds_the_tables(db: Database) -> None:
             "alembic_version",
             "broadcast",
             "delivery",
+            "editor",
+            "editor_session",
             "issue",
             "item",
             "link",

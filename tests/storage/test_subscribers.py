@@ -13,7 +13,7 @@ from channels.registry import channel_registry
 from content.errors import BadInput
 from storage.database import Database
 from storage.issues import IssueStore
-from storage.migrate import alembic_config, current_revision
+from storage.migrate import alembic_config, current_revision, head_revision
 from storage.subscribers import (
     MAX_TOPICS,
     ImportOutcome,
@@ -433,7 +433,7 @@ async def test_migration_0002_goes_down_to_0001_and_up_again_keeping_the_issues(
     await db.migrate()
 
     async with db.engine.connect() as connection:
-        assert await connection.run_sync(current_revision) == "0004"
+        assert await connection.run_sync(current_revision) == head_revision()
         assert {"subscriber", "link"} <= await connection.run_sync(table_names)
     assert await IssueStore(db).get(issue.date) == issue
     assert await SubscriberStore(db).count() == 0
