@@ -81,6 +81,11 @@ class FormGuard:
         self._origin = _origin_of(public_url) if parts.scheme and parts.hostname else None
         self.cookie_name = f"__Host-{_COOKIE}" if self._secure else _COOKIE
 
+    @property
+    def secure(self) -> bool:
+        """Whether the app is served over https (PUBLIC_URL): its cookies are then Secure."""
+        return self._secure
+
     def offer(self, request: web.Request) -> FormToken:
         """The token for a page with a form: the visitor's cookie when it has a sound one (their other
         tabs keep working), else a new random value."""

@@ -54,6 +54,17 @@ def zero(value: float) -> bool:
 
 
 PYTHON = sys.executable
+CRASH_TEST = [
+    "-m",
+    "pytest",
+    "-q",
+    "-s",
+    "-p",
+    "no:cacheprovider",
+    "tests/bot/broadcast/test_crash.py",
+    "-k",
+    "killed",
+]
 # A figure whose floor the script computes from the same run: group "bound" replaces the fixed floor.
 BURST_P99 = r"burst floor: keyword p99 ([\d.]+) ms < .*?= (?P<bound>[\d.]+) ms"
 SCRIPTS = [
@@ -199,28 +210,8 @@ SCRIPTS = [
     ),
     Script(
         "crash",
-        [
-            "-m",
-            "pytest",
-            "-q",
-            "-s",
-            "-p",
-            "no:cacheprovider",
-            "tests/bot/broadcast/test_crash.py",
-            "-k",
-            "killed",
-        ],
-        [
-            "-m",
-            "pytest",
-            "-q",
-            "-s",
-            "-p",
-            "no:cacheprovider",
-            "tests/bot/broadcast/test_crash.py",
-            "-k",
-            "killed",
-        ],
+        CRASH_TEST,
+        CRASH_TEST,  # one size: the test's own
         [
             Figure(
                 "crash: most duplicates of one kill",

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from bot.console.passwords import hash_password, needs_rehash, password_matches
 from bot.csrf import FORM_GUARD
 from bot.services import SERVICES
+from bot.site import STATIC
 from bot.throttle import WindowCounter
 from channels.base import TEMPLATE_DIR
 from content.errors import TooManyRequests
@@ -74,7 +75,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
     app[CONSOLE] = ConsoleState(
         editors=EditorStore(services.storage.database),
         templates=templates,
-        secure_cookie=services.settings.public_url.lower().startswith("https://"),
+        secure_cookie=app[FORM_GUARD].secure,  # one rule for the app's cookies: https PUBLIC_URL
         failures_by_name=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
         failures_by_address=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
     )
@@ -92,7 +93,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **values: 
             sign_in_url=request.app.router[SIGN_IN].url_for(),
             sign_out_url=request.app.router[SIGN_OUT].url_for(),
             home_url=request.app.router[HOME].url_for(),
-            stylesheet_url=request.app.router["static"].url_for(filename="site.css"),
+            stylesheet_url=request.app.router[STATIC].url_for(filename="site.css"),
             editor=request.get(EDITOR),
             **values,
         )

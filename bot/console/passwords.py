@@ -5,6 +5,8 @@ A hash made with weaker parameters than today's is replaced at the editor's next
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -14,9 +16,14 @@ MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024  # argon2 takes any length; this only bounds the work a request can ask for
 
 _HASHER = PasswordHasher()
-# Verifying against this when the name is unknown costs what a real check costs: the answer's timing does
-# not tell which names exist.
-_DUMMY_HASH = _HASHER.hash("no editor has this password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the name is unknown costs what a real check costs: the answer's timing
+    does not tell which names exist. Made at the first sign-in, not at import: a hash takes about 0.1 s,
+    which every `jianbao` command would otherwise pay."""
+    return _HASHER.hash("no editor has this password")
 
 
 def check_new_password(password: str) -> str:
@@ -34,7 +41,7 @@ def password_matches(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD_CHARS:
         return False
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _HASHER.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
