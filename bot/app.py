@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bot import admin, console, http_policy, site, subscriptions, telegram, wechat
+from bot import admin, console, git_hook, http_policy, site, subscriptions, telegram, wechat
 from bot.broadcast import routes as broadcasts
 from bot.errors import error_middleware
 from bot.importing import import_paths
@@ -79,10 +79,11 @@ def channel_warnings(settings: Settings) -> list[str]:
 def create_app(settings: Settings) -> web.Application:
     """The service's web application; ValueError for a setting it cannot safely start with."""
     admin.check_admin_token(settings)
+    git_hook.check_git_settings(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app.cleanup_ctx.append(_services(settings))  # first: every feature's own context runs inside it
     http_policy.setup(app, settings.trusted_proxies)
-    for feature in (site, admin, subscriptions, wechat, telegram, broadcasts, console):
+    for feature in (site, admin, subscriptions, wechat, telegram, broadcasts, console, git_hook):
         feature.setup(app)
     for warning in channel_warnings(settings):
         log.warning("%s", warning)

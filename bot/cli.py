@@ -197,11 +197,13 @@ def serve_command(
     """Run the service: webhooks, sign-up pages, the issue archive and the feed."""
     from bot.admin import check_admin_token
     from bot.app import channel_status, channel_warnings, sending_status
+    from bot.git_hook import check_git_settings
     from bot.serving import serve
 
     settings = load_settings()
     try:
         check_admin_token(settings)
+        check_git_settings(settings)
     except ValueError as exc:
         _fail(f"serve: {exc}", code=1)
     database = settings.database_url.split("@")[-1] if settings.database_url else "SQLite ./var/jianbao.db"

@@ -7,6 +7,7 @@ tokens (unsubscribe links never expire), and a log is read by more people than a
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,22 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The console is read in a browser: its refusals are a page with the same one line and a way back.
+_CONSOLE_ERROR = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} · 编辑台</title><link rel="stylesheet" href="/static/console.css"></head>
+<body><main><h1>{status}</h1><p class="problem" role="alert">{message}</p>
+<p><a href="/console">回到编辑台</a></p></main></body></html>
+"""
+
+
 def _body(request: web.Request, status: int, message: str) -> web.Response:
     if request.path.startswith("/api/"):
         return web.json_response({"error": message}, status=status)
+    if request.path == "/console" or request.path.startswith("/console/"):
+        page = _CONSOLE_ERROR.format(status=status, message=html.escape(message))
+        return web.Response(status=status, text=page, content_type="text/html")
     return web.Response(status=status, text=message + "\n")
 
 

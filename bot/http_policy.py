@@ -8,6 +8,10 @@ Headers (OWASP Secure Headers Project; MDN for each header):
 - HTML pages: a strict Content-Security-Policy (no scripts at all, styles from our own /static only,
   forms post only to us, `frame-ancestors 'none'` against clickjacking) and `X-Frame-Options: DENY` for
   browsers that predate frame-ancestors;
+- the editors' console (/console and below) is the one place with scripts: htmx from our own /static
+  and its requests back to us, never inline code; and frames from us alone, for the previews it shows.
+  A preview served to such a frame sets IFRAME_CONTENT_SECURITY_POLICY (and `X-Frame-Options:
+  SAMEORIGIN`) itself: headers a handler set are never replaced here;
 - a route whose URL holds a token (`/confirm/{token}`, `/unsubscribe/{token}`, `/r/{token}`):
   `Cache-Control: no-store`, so neither a shared cache nor the browser's history keeps the page.
 
@@ -41,6 +45,21 @@ SERVER_NAME = "jianbao"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
+)
+# The console's pages: the same, plus htmx (a file under /static, never inline: no 'unsafe-inline', no
+# 'unsafe-eval') and its requests to us (connect-src), and frames from us for the email and WeChat
+# previews. Nobody may frame the console itself.
+CONSOLE_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+    "img-src 'self' https: data:; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+CONSOLE_PATH = "/console"
+# A preview (an email's HTML, a WeChat article) in the console's frames: markup styled inline, so inline
+# styles only; `sandbox` with no allowances (no scripts, no forms, no popups, an opaque origin that reads
+# none of our cookies); pictures from https; only our own console may frame it.
+IFRAME_CONTENT_SECURITY_POLICY = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'"
 )
 # Webhook and form bodies are at most 1 MiB (bot/app.py MAX_BODY_BYTES): even a slow phone link sends
 # that in a few seconds. Long enough for any honest client, short enough that trickling costs us little.
@@ -140,10 +159,17 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     if response.content_type == "text/html":
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        # setdefault: a handler's own policy (a framed preview's) wins over both.
+        policy = CONSOLE_CONTENT_SECURITY_POLICY if _in_console(request) else CONTENT_SECURITY_POLICY
+        headers.setdefault("Content-Security-Policy", policy)
         headers.setdefault("X-Frame-Options", "DENY")
     if _holds_token(request):
         headers["Cache-Control"] = "no-store"
+
+
+def _in_console(request: web.Request) -> bool:
+    # Not a bare prefix: /consolefoo is not the console.
+    return request.path == CONSOLE_PATH or request.path.startswith(CONSOLE_PATH + "/")
 
 
 def _holds_token(request: web.Request) -> bool:

@@ -11,9 +11,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 from content.errors import BadInput
+from content.model import Issue
 from content.parser import markdown_parser, parse_issue
-from content.source import read_issue_file
+from content.source import IssueSource, decode_issue, read_issue_file
 from storage.issues import IssueStore
 
 ISSUE_SUFFIX = ".md"
@@ -61,6 +64,17 @@ def issue_files(paths: Iterable[Path]) -> Iterator[Path | FailedFile]:
             yield path
         else:
             yield FailedFile(str(path), "no such file or folder")
+
+
+def parse_source(name: str, data: bytes, md: MarkdownIt | None = None) -> tuple[Issue, IssueSource]:
+    """Decode and parse the bytes of an issue file that is not on disk (a blob of a pushed commit).
+
+    `name` stands for the file's path: the parser may take the issue's date from it. BadInput as
+    `read_issue_file` and `parse_issue` raise it. Up to seconds of CPU on hostile input (MAX_ISSUE_BYTES):
+    callers on the event loop run it in a thread.
+    """
+    source = decode_issue(data, name)
+    return parse_issue(source, md), source
 
 
 async def import_paths(paths: Iterable[Path], store: IssueStore) -> ImportReport:

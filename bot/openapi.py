@@ -112,7 +112,7 @@ def _schemas(channels: Sequence[str]) -> dict[str, Any]:
                     "format": "date-time",
                     "description": (
                         'when to start, e.g. "2026-12-01T08:00:00+08:00"; "2026-12-01 08:00" (no zone) is in '
-                        "JIANBAO_TIMEZONE; absent: now"
+                        "JIANBAO_TIMEZONE; absent or past: now"
                     ),
                 },
                 "wechat_text": {

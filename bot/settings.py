@@ -86,6 +86,28 @@ class Settings(BaseSettings, ChannelSettings):
         default="auto",
         description="Run a broadcast worker inside `serve`: auto (with the SQLite default only), on, off.",
     )
+    git_repo: str = Field(
+        default="",
+        description=(
+            "A local clone of the newsletter's Git repository, which the push webhook (POST /hooks/git) "
+            "updates with `git fetch` and imports changed issues from. Empty: the webhook is off (404)."
+        ),
+    )
+    git_webhook_secret: str = Field(
+        default="",
+        description=(
+            "The secret of the push webhook (GitHub/Gitea sign each delivery with it: X-Hub-Signature-256), "
+            "at least 16 characters; required with GIT_REPO (`openssl rand -hex 32`)."
+        ),
+    )
+    git_branch: str = Field(
+        default="main",
+        description="The branch whose pushes are imported; pushes to other refs are acknowledged, ignored.",
+    )
+    git_issue_dir: str = Field(
+        default="",
+        description="The folder of the repository holding the issue files (*.md). Empty: anywhere in it.",
+    )
 
 
 def load_settings() -> Settings:

@@ -15,13 +15,18 @@ A channel says:
   `Rendered`: the payload (`to_dict()` for `render --json`, `preview()` for people), the links in it (to be
   tracked before anything goes out) and its sizes against the platform's limits;
 - its broadcast rules: `plan(options)` (per-subscriber rows, and/or one mass row such as WeChat's mass
-  send), `skip_reason(...)` (a recipient that must not be sent to now, such as WeChat's 48 h window);
+  send), `window(now)` (only subscribers who wrote to us since a cutoff may be sent to now, such as
+  WeChat's 48 h window: a cutoff, so that an audience of a million is counted in SQL, not walked;
+  `skip_reason` is that rule for one subscriber);
 - its sending: `open_sender(settings)` builds the sender (its connections, tokens, pools) and
   `deliver(sender, rendered, delivery, pace)` pushes one delivery: every part from where the delivery
   had got to, reporting each part through `await pace.reached(...)` before the next goes out, honouring
   its own rate rules (per chat, per robot) and the shared one through `pace.slot()`. A RETRY with
   retry_after holds the channel for every worker when `throttles_account` (the platform limits the whole
-  account).
+  account);
+- its test send: `test_send(sender, rendered, address)` sends the whole issue to one address an editor
+  names (their own chat, openid or mailbox), outside any broadcast: by default a one-off `deliver`; a
+  channel whose broadcast is not a per-address delivery says how (WeChat: a draft, then mass/preview).
 
 A channel's sender has one shape: push a payload to an address, get a `PushResult`; close.
 """
@@ -32,7 +37,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
 
 from pydantic import BaseModel
 
@@ -42,6 +47,13 @@ from channels.links import RewrittenLink
 from content.errors import BadInput
 
 S = TypeVar("S", bound=BaseModel)
+
+# A test send's Delivery is in no broadcast and has no row in the ledger, whose ids start at 1.
+TEST_SEND_ID = 0
+# The unsubscribe link in a test send on a `personal_links` channel: no subscriber stands behind the
+# address, so the link must unsubscribe no one. `.example` is reserved for examples and never resolves
+# (RFC 2606, section 3: https://www.rfc-editor.org/rfc/rfc2606#section-3).
+TEST_SEND_UNSUBSCRIBE_URL = "https://jianbao.example/unsubscribe/TEST-SEND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,20 @@ class Plan:
 
     direct: bool = True  # one row per subscriber
     mass: bool = False  # one row for the whole audience (the platform sends to all followers itself)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A channel that may send now only to subscribers seen (who last wrote to us) at or after `since`;
+    the others are skipped with `reason`. `admits` is the whole rule, so that storage can count it in SQL
+    as `last_seen_at >= since` (BroadcastStore.count_audience) and decide it per subscriber with `admits`
+    (BroadcastStore.start), and the two agree."""
+
+    since: dt.datetime
+    reason: str
+
+    def admits(self, last_seen_at: dt.datetime | None) -> bool:
+        return last_seen_at is not None and last_seen_at >= self.since
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +133,18 @@ class Pace(Protocol):
     async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
         """Record that `parts_done` parts went out; returns once it is recorded, and only then may the
         next part be sent (a worker killed in between repeats at most the part in flight)."""
+
+
+class _NoPace:
+    """A test send's side of the Pace protocol: no shared rate (one editor's one-off; the channel's own
+    per-recipient rules still apply inside `deliver`), and progress recorded nowhere: there is no ledger
+    row to record it in."""
+
+    async def slot(self) -> None:
+        return None
+
+    async def reached(self, parts_done: int, message_id: str | None, *, uncertain: bool = False) -> None:
+        return None
 
 
 class Sender(Protocol):
@@ -164,9 +202,16 @@ class Channel(ABC, Generic[S]):
     def plan(self, options: Mapping[str, Any]) -> Plan:
         return Plan()
 
-    def skip_reason(self, *, last_seen_at: dt.datetime | None, now: dt.datetime) -> str | None:
-        """Why a subscriber must not be sent to now (they are skipped at once); None to send."""
+    def window(self, now: dt.datetime) -> Window | None:
+        """Whom this channel may send to at `now`, by when they last wrote to us; None: everyone."""
         return None
+
+    @final
+    def skip_reason(self, *, last_seen_at: dt.datetime | None, now: dt.datetime) -> str | None:
+        """Why a subscriber must not be sent to now (they are skipped at once); None to send. Final: a
+        channel states its rule as `window`, which SQL can count; a rule of another shape could not be."""
+        window = self.window(now)
+        return None if window is None or window.admits(last_seen_at) else window.reason
 
     # --- sending ------------------------------------------------------------------------------------
 
@@ -177,6 +222,32 @@ class Channel(ABC, Generic[S]):
     @abstractmethod
     async def deliver(self, sender: Any, rendered: Rendered, delivery: Delivery, pace: Pace) -> Outcome:
         """Push what is left of one delivery (from `delivery.parts_done`)."""
+
+    async def test_send(self, sender: Any, rendered: Rendered, address: str) -> Outcome:
+        """Send the whole rendered issue to `address` now, so that an editor sees it as readers will.
+
+        A test send never touches the ledger: no delivery row, no subscriber row behind the address, no
+        progress recorded, so a broadcast's counts and a subscriber's status stay as they were, and
+        the returned Outcome is its only record. It goes from the first part to the last, never continued;
+        on a `personal_links` channel it carries a link that unsubscribes no one. BadInput (one line, the
+        channel's address rule) for an address this channel refuses, before anything goes out."""
+        address = self.check_address(address)
+        delivery = Delivery(
+            id=TEST_SEND_ID,
+            broadcast_id=TEST_SEND_ID,
+            issue_date=_issue_date(rendered),
+            address=address,
+            parts_done=0,
+            unsubscribe_url=TEST_SEND_UNSUBSCRIBE_URL if self.personal_links else None,
+        )
+        return await self.deliver(sender, rendered, delivery, _NoPace())
+
+
+def _issue_date(rendered: Rendered) -> dt.date:
+    """The rendered issue's date where the payload keeps its document; today's where it does not (a
+    channel may put the date into what it sends, as WeChat's clientmsgid does)."""
+    document = getattr(rendered.payload, "document", None)
+    return document.date if isinstance(document, IssueDocument) else dt.date.today()
 
 
 def needs_public_url(what: str) -> str:

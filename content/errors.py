@@ -31,6 +31,12 @@ class IssueFormatError(BadInput):
     status = 422
     kind = "bad_issue"
 
+    def __init__(self, message: str, line: int | None = None) -> None:
+        # With a line (1-based) the message says it, so every place that prints errors shows it; `line`
+        # is there for pages that point at the line itself (the console's upload form).
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+        self.line = line
+
 
 class TooLarge(BadInput):
     status = 413

@@ -124,6 +124,7 @@ class _SectionDraft:
 class _IssueBuilder:
     lines: list[str]
     title_line: str | None = None
+    title_line_number: int | None = None  # 1-based, for errors that point at it
     tagline: str | None = None
     lead: str | None = None
     quick_news: list[QuickNews] = field(default_factory=list)
@@ -165,6 +166,7 @@ class _IssueBuilder:
         if node.tag == "h1":
             if self.title_line is None:
                 self.title_line = text
+                self.title_line_number = node.map[0] + 1 if node.map else None
             return
         if self.title_line is None or node.tag != "h2":
             return  # front-matter leftovers before the title; sub-headings inside a section
@@ -234,9 +236,12 @@ class _IssueBuilder:
     def finish(self, source: IssueSource) -> Issue:
         if self.title_line is None:
             raise IssueFormatError("no title line (expected '# 嵌入式AI简报 (YYYY-MM-DD)')")
-        title, date, headline = _split_title(self.title_line, source.path)
+        title, date, headline = _split_title(self.title_line, source.path, self.title_line_number)
         if not self.sections:
-            raise IssueFormatError("no sections (expected '## 业界新闻', '## 论文', ...)")
+            raise IssueFormatError(
+                "no sections (expected '## 业界新闻', '## 论文', ... after the title line)",
+                self.title_line_number,
+            )
         return Issue(
             date=date,
             title=title,
@@ -255,7 +260,7 @@ class _IssueBuilder:
         )
 
 
-def _split_title(line: str, path: str | None) -> tuple[str, dt.date, str | None]:
+def _split_title(line: str, path: str | None, number: int | None = None) -> tuple[str, dt.date, str | None]:
     match = _TITLE_LINE.match(line)
     if match:
         title = match["title"].strip()
@@ -266,7 +271,9 @@ def _split_title(line: str, path: str | None) -> tuple[str, dt.date, str | None]
     from_name = _FILE_DATE.search(path.rsplit("/", 1)[-1]) if path else None
     date = _to_date(from_name.group(0)) if from_name else None
     if date is None:
-        raise IssueFormatError(f"no date in the title line {line[:60]!r} (expected '(YYYY-MM-DD)')")
+        if match:  # a date-shaped text that names no day (2026-02-30): say so rather than "no date"
+            raise IssueFormatError(f"the title's date {match['date'].strip()!r} does not exist", number)
+        raise IssueFormatError(f"no date in the title line {line[:60]!r} (expected '(YYYY-MM-DD)')", number)
     return line.strip(), date, None
 
 

@@ -8,10 +8,23 @@ in processes of their own, on loopback, with a fresh database (SQLite in a tempo
 with --postgres) holding the demo issues, a few subscribers of every channel and tracking links. Every
 channel is on: WeChat in safe mode (its plain pushes are accepted as well), then once more in plain mode
 for `wechat-plain-mode`; Telegram against the fake Bot API; email sign-up against the fake SMTP server;
-the admin API with a 64-character token. Sign-ups carry the CSRF cookie and field an issue page hands
-out (most of them; the others test the refusal), and the sign-up caps are set high so that sign-ups reach
-the form's parsing and storage rather than stop at the cap. The broadcast worker is off: rows change only
-through requests.
+the admin API with a 64-character token; the Git push webhook on a clone of a local repository whose
+commits add an issue and then break it; the group robots (WeCom, Feishu) against their fakes, run in
+this process. Sign-ups carry the CSRF cookie and field an issue page hands out (most of them; the others
+test the refusal), and the sign-up caps are set high so that sign-ups reach the form's parsing and storage
+rather than stop at the cap. The broadcast worker is off: rows change only through requests.
+
+The editors' console (/console) has editor accounts made with `jianbao editors add` before the service
+starts. `console-sign-in` signs in as one editor only ever with its right password (so that a sign-in can
+succeed all along) and as another only ever with wrong ones (so that its name reaches the login limit,
+429), and with hostile names and passwords from a pool of client addresses (so that most tries reach
+the password check rather than the per-address limit); it also signs out, ending a spare session of its
+own, never the one `console` uses. `console` fuzzes every page and action of the
+console with the session cookie of a real sign-in made before the fuzzing, and with the CSRF pair the
+sign-in page hands out; a valid broadcast form starts a real broadcast (the worker being off, it sends
+nothing). Requests of either that must be refused whatever else they hold (no session or a wrong one, a
+wrong CSRF pair on a POST, a wrong password) are judged as refusals even when they are answered 303,
+and such a request that is accepted (2xx, or 3xx to a POST) is a failure of its own.
 
 For each route, hypothesis generates --per-route requests: well-formed ones (valid signatures over
 mutated bodies, valid XML and real Telegram update shapes with hostile values, signed tokens with one
@@ -23,9 +36,10 @@ over a raw socket). Requests go one at a time, so that each is judged alone:
 - "none" counts requests without an HTTP answer the client could read (the connection closed after a
   malformed request, or a 400 with a body answering HEAD); after one, the server must still be alive;
 - after a refused request (4xx, 5xx or no answer) the database must not have changed: the row count of
-  every table ("rows stored by refused requests"), and the content of every table a request can
-  write ("rows changed by refused requests"; SQLite's data_version says when anything was committed,
-  so unchanged databases cost one PRAGMA). Accepted requests may store: a sign-up stores a pending row;
+  every table ("rows stored by refused requests"), and the content of every table ("rows changed by
+  refused requests"; the issue tables by a fingerprint, see FINGERPRINT_COLUMNS; SQLite's data_version
+  says when anything was committed, so unchanged databases cost one PRAGMA). Accepted requests may
+  store: a sign-up stores a pending row, a console page view an audit entry;
 - the server must still answer /healthz after every route, and at the end.
 
 Then schemathesis (its CLI) runs against /api/openapi.json with the admin token: every operation,
@@ -34,8 +48,9 @@ client address of its own (see run_schemathesis). Its figures: the responses it 
 
 Prints, per route: requests sent, responses by status class, the 5xx count and the rows stored and
 changed by refused requests; then schemathesis' result and "server alive: yes/no". Exits 1 on any 5xx,
-a dead server, a row stored or changed by a refused request, or a schemathesis failure; the folder with
-the server's stderr (server-*.log) and every 5xx (failures.txt) is then kept and named.
+a dead server, a row stored or changed by a refused request, a request that must be refused accepted,
+or a schemathesis failure; the folder with the server's stderr (server-*.log) and every 5xx
+(failures.txt) is then kept and named.
 """
 
 from __future__ import annotations
@@ -46,7 +61,10 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import hmac
+import http.client
 import itertools
 import json
 import os
@@ -65,7 +83,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -73,7 +91,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
@@ -83,13 +101,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.tokens import Purpose, SubscriberTokens  # noqa: E402
+from content.demo import demo_issue_dir  # noqa: E402
+from content.source import MAX_ISSUE_BYTES  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.issues import IssueStore  # noqa: E402
 from storage.links import LinkStore  # noqa: E402
 from storage.subscribers import SubscriberStore  # noqa: E402
+from tests.bot.helpers import minimal_issue  # noqa: E402
 from tests.bot.wechat_helpers import encrypt  # noqa: E402
+from tests.fakes.feishu_api import running_fake_feishu  # noqa: E402
 from tests.fakes.telegram_api import TOKEN as TELEGRAM_TOKEN  # noqa: E402
 from tests.fakes.wechat_api import APPID, SECRET  # noqa: E402
+from tests.fakes.wecom_api import running_fake_wecom  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 PYTHON = BIN / "python"
@@ -101,7 +124,19 @@ TELEGRAM_SECRET = "fuzz-telegram-secret-0123456789"
 ADMIN_TOKEN = "fuzz-admin-token-" + "0123456789abcdef" * 3  # 65 characters; the service wants >= 32
 SECRET_KEY = "fuzz-secret-key-0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://jianbao.example"
+GIT_SECRET = "fuzz-git-webhook-secret-0123456789"
 ACCOUNT = "gh_0123456789ab"
+# The console's editors (`jianbao editors add`): EDITOR signs in once, before the fuzzing, for the
+# `console` route's session (and once more for a spare session that sign-outs may end); SIGN_IN_EDITOR is
+# only ever sent its right password and GUARDED_EDITOR only wrong ones, so that under the per-name login
+# limit one name can always sign in and the other is soon refused with 429.
+EDITOR = "fuzz-editor"
+SIGN_IN_EDITOR = "fuzz-sign-in"
+GUARDED_EDITOR = "fuzz-guarded"
+EDITOR_PASSWORD = "fuzz-editor-password-0123456789"
+SESSION_COOKIE = "jianbao_console"  # bot/console/auth.py COOKIE
+# Robots the WeCom and Feishu fakes know (a test send to any other key is refused by the platform).
+ROBOT_KEYS = ("fuzz-robot-0123456789", "fuzz-robot-abcdefghij")
 
 # Per request: WeChat answers within its 4 s deadline, everything else in milliseconds. A request that
 # takes longer than this is "no answer", and the server is then asked whether it is still alive.
@@ -121,8 +156,18 @@ MAX_LINE = 8190
 # Admin-token guesses come from rotating loopback addresses (the service throttles per address after
 # 10 failures a minute): some addresses stay under the limit, so the token check itself is fuzzed too.
 INTRUDER_ADDRESSES = 48
-# Tables only the importer writes; the other tables are compared row by row after refused requests.
-STATIC_TABLES = {"issue", "section", "item", "alembic_version"}
+# Console sign-ins come from this many addresses (5 wrong passwords per address and 15 minutes, then 429):
+# at 10,000 requests each address gets about ten tries, so both the password check and the limit are
+# reached. They close their connection after each request, so the pool holds no sockets open.
+SIGN_IN_ADDRESSES = 1000
+# Tables compared by these columns only: the issues (written by imports through the console and the Git
+# hook) are large, and a change to an issue changes its content_hash and updated_at, a replaced section or
+# item its id. Every other table is compared whole.
+FINGERPRINT_COLUMNS = {
+    "issue": ("id", "date", "content_hash", "source_path", "imported_at", "updated_at"),
+    "section": ("id", "issue_id", "position"),
+    "item": ("id", "issue_id", "section_id", "position"),
+}
 # Columns written in the background, up to a second after the request that caused them (a WeChat reader's
 # last message time, batched by bot/last_seen.py): a change there belongs to an earlier accepted request,
 # not to the one just judged, so they are left out of the comparison.
@@ -146,6 +191,10 @@ class Context:
     openids: tuple[str, ...]
     chat_ids: tuple[int, ...]
     csrf: tuple[str, str, str] = ("", "", "")  # the sign-up form's cookie name and value, and its field
+    commits: tuple[str, ...] = ()  # of the Git repository behind /hooks/git, oldest first
+    console_csrf: tuple[str, str, str] = ("", "", "")  # the pair GET /console/sign-in hands out
+    console_session: str = ""  # EDITOR's session cookie, from a real sign-in; never ended by a request
+    spare_session: str = ""  # another of EDITOR's sessions, for sign-outs to end
 
 
 @dataclass
@@ -156,6 +205,9 @@ class Request:
     body: bytes | None = None
     raw: bytes | None = None  # the whole request, sent as it is over a socket of its own
     source: str = "127.0.0.1"  # the client address the request comes from
+    # Refused whatever else it holds (no session, a wrong CSRF pair, a wrong password): judged as a
+    # refusal even when answered 303, and a failure when accepted (2xx, or 3xx to anything but GET/HEAD).
+    must_refuse: bool = False
 
     def summary(self, limit: int = 300) -> str:
         if self.raw is not None:
@@ -687,7 +739,7 @@ def wechat_push_aes(draw: st.DrawFn) -> Recipe:
     over its Encrypt field, or that envelope broken in one place."""
     query = draw(signature_query())
     garbage = xml_garbage().map(lambda data: lambda ctx: data.decode("utf-8", "replace"))
-    message = draw(usually(wechat_message(), garbage))
+    message: Callable[[Context], str] = draw(usually(wechat_message(), garbage))
     broken = ["bad-msg-signature", "no-msg-signature", "other-appid", "other-key", "flip", "bad-base64"]
     broken += ["short", "no-encrypt", "bad-length", "padding", "outer-garbage"]
     how = draw(st.sampled_from(["valid"] * 12 + broken))
@@ -973,6 +1025,97 @@ def telegram_body(
     return json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogateescape")
 
 
+# --- the Git push webhook ----------------------------------------------------------------------------------
+
+
+@st.composite
+def git_push(draw: st.DrawFn) -> Recipe:
+    """Push events as GitHub and Gitea send them (signed over the body), between the repository's real
+    commits, unknown ones and hostile values; other events and refs; bodies that are not push events."""
+    # A commit by its index in ctx.commits, or by what it is.
+    commits: list[int | str] = [0, 1, 2, "zero", "unknown", "hostile"]
+    before = draw(st.sampled_from(commits))
+    after = draw(st.sampled_from([1, 2, *commits]))
+    ref = draw(usually(st.just("refs/heads/main"), st.one_of(st.just("refs/heads/other"), hostile_text(40))))
+    event = draw(st.sampled_from(["push"] * 6 + ["ping", "issues", "", None]))
+    event_header = draw(st.sampled_from(["X-GitHub-Event", "X-Gitea-Event"]))
+    signed = draw(st.sampled_from(["right"] * 8 + ["missing", "wrong", "empty", "sha1", "upper", "bare"]))
+    encoding = draw(st.sampled_from(["json"] * 6 + ["form", "bytes", "deep", "not-object", "big-int"]))
+    hostile = draw(hostile_text(80))
+    depth = draw(st.integers(10, 200_000))
+    junk = draw(random_bytes(MAX_BODY + 2048))
+
+    def build(ctx: Context) -> Request:
+        def commit(which: int | str) -> str:
+            if isinstance(which, int):
+                return ctx.commits[which]
+            return {"zero": "0" * 40, "unknown": "1" * 40}.get(which, hostile)
+
+        document = {"ref": ref, "before": commit(before), "after": commit(after), "commits": []}
+        text = json.dumps(document).encode()
+        body = {
+            "json": text,
+            "form": b"payload=" + quote(text).encode(),
+            "bytes": junk,
+            "deep": b"[" * min(depth, MAX_BODY // 2 - 10) + b"]" * min(depth, MAX_BODY // 2 - 10),
+            "not-object": b'["push"]',
+            "big-int": b'{"ref": ' + b"9" * min(depth, 100_000) + b"}",
+        }[encoding]
+        digest = hmac.new(GIT_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = [("Content-Type", "application/json")]
+        signature = {
+            "right": f"sha256={digest}",
+            "wrong": "sha256=" + hmac.new(b"wrong", body, hashlib.sha256).hexdigest(),
+            "empty": "",
+            "sha1": "sha1=" + hashlib.sha1(body).hexdigest(),  # the shape of GitHub's older header
+            "upper": f"sha256={digest.upper()}",
+            "bare": digest,
+        }
+        if signed != "missing":
+            headers.append(("X-Hub-Signature-256", signature[signed]))
+        if event is not None:
+            headers.append((event_header, event))
+        return Request("POST", "/hooks/git", headers, body)
+
+    return build
+
+
+def git_repository(folder: Path) -> tuple[Path, tuple[str, ...]]:
+    """An upstream repository with three commits on main (a README, an issue, the issue broken) and the
+    service's clone of its first commit: the hook's `git fetch` brings the others. (clone, commits)."""
+
+    def git(cwd: Path, *args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=fuzz", "-c", "user.email=fuzz@example.com", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    upstream, editor, clone = folder / "upstream.git", folder / "editor", folder / "clone"
+    git(folder, "init", "--quiet", "--bare", "--initial-branch=main", str(upstream))
+    git(folder, "clone", "--quiet", str(upstream), str(editor))
+    git(editor, "checkout", "--quiet", "-B", "main")
+    commits: list[str] = []
+    issue = editor / "issues" / "2031-01-01.md"
+    for path, text in (
+        (editor / "README.md", "# 简报\n"),
+        (issue, minimal_issue("2031-01-01")),
+        (issue, "# 嵌入式AI简报 (2031-01-01)\n"),
+    ):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        git(editor, "add", "--all")
+        git(editor, "commit", "--quiet", "-m", path.name)
+        git(editor, "push", "--quiet", "origin", "main")
+        commits.append(git(editor, "rev-parse", "HEAD"))
+        if len(commits) == 1:
+            git(folder, "clone", "--quiet", str(upstream), str(clone))
+    return clone, tuple(commits)
+
+
 # --- email sign-up, confirm, unsubscribe, tracking --------------------------------------------------------
 
 EMAILS = st.from_regex(
@@ -1182,31 +1325,31 @@ def search(draw: st.DrawFn) -> Recipe:
     return build
 
 
+INVALID_DATES = [
+    "2020-02-30",
+    "0000-01-01",
+    "9999-12-31",
+    "99999-01-01",
+    "2020-13-01",
+    "2020-7-2",
+    "２０２０-07-02",
+    "2020-07-02T00:00",
+    "2020-W27-4",
+    "-2020-07-02",
+]
+
+
 @st.composite
-def issue_page(draw: st.DrawFn) -> Recipe:
+def date_segment(draw: st.DrawFn) -> Callable[[Context], str]:
+    """An issue's date as a path segment: a real one (twice as often), one character off, invalid,
+    garbage, or without its dashes; percent-encoded."""
     how = draw(st.sampled_from(["real", "real", "mutated", "invalid", "garbage", "compact"]))
     pick = draw(st.integers(0, 10**6))
     number = draw(st.integers(0, 2**32))
-    invalid = draw(
-        st.sampled_from(
-            [
-                "2020-02-30",
-                "0000-01-01",
-                "9999-12-31",
-                "99999-01-01",
-                "2020-13-01",
-                "2020-7-2",
-                "２０２０-07-02",
-                "2020-07-02T00:00",
-                "2020-W27-4",
-                "-2020-07-02",
-            ]
-        )
-    )
+    invalid = draw(st.sampled_from(INVALID_DATES))
     garbage = draw(hostile_text(100))
-    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
 
-    def build(ctx: Context) -> Request:
+    def build(ctx: Context) -> str:
         real = ctx.dates[pick % len(ctx.dates)]
         value = {
             "real": real,
@@ -1215,9 +1358,16 @@ def issue_page(draw: st.DrawFn) -> Recipe:
             "garbage": garbage,
             "compact": real.replace("-", ""),
         }[how]
-        return Request(method, "/issues/" + quote(value.encode("utf-8", "surrogateescape"), safe=""))
+        return quote(value.encode("utf-8", "surrogateescape"), safe="")
 
     return build
+
+
+@st.composite
+def issue_page(draw: st.DrawFn) -> Recipe:
+    date = draw(date_segment())
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+    return lambda ctx: Request(method, "/issues/" + date(ctx))
 
 
 def static_page(path: str) -> st.SearchStrategy[Recipe]:
@@ -1381,6 +1531,645 @@ def admin_raw(draw: st.DrawFn) -> Recipe:
     return build
 
 
+# --- the editors' console --------------------------------------------------------------------------------
+
+CONSOLE_CHANNELS = ["telegram", "wechat", "email", "wecom", "feishu"]
+RIGHT_CSRF = ("right", "right-with-origin")
+CSRF_ODD = ["none", "no-cookie", "no-field", "wrong-field", "other-cookie", "evil-origin", "null-origin"]
+SESSION_ODD = ["none", "forged", "mutated", "long", "empty"]
+ODD_TIMES = [
+    "0001-01-01 00:00",
+    "0001-01-01T00:00:00+23:59",
+    "9999-12-31 23:59",
+    "9999-12-31T23:59:59-23:59",
+    "2030-02-30 08:00",
+    "2030-01-01T25:00",
+    "2030-01-01 08:00+99:00",
+    "1e9",
+    "now",
+    "tomorrow 8:00",
+    "2030-W01-1 08:00",
+    "２０３０-01-01 08:00",
+]
+# Broken in one way each: multipart bodies as a careless client or a hostile one sends them.
+MULTIPART_BREAKS = [
+    "no-name",
+    "no-end",
+    "wrong-boundary",
+    "no-boundary",
+    "nested",
+    "base64",
+    "gzip-part",
+    "header-bytes",
+    "filename-star",
+    "filename-star-nul",
+    "charset-part",
+    "long-header",
+    "many-parts",
+    "preamble",
+    "lf-only",
+]
+FORM_CHARSETS = ["utf-16", "does-not-exist", "latin-1", "gbk", "", 'utf-8;x="', "量化"]
+Part = tuple[str, bytes, str | None]  # a form field: name, value, and a file name for a file part
+
+
+def sign_in_address(number: int) -> str:
+    """One of the SIGN_IN_ADDRESSES console sign-ins come from."""
+    number %= SIGN_IN_ADDRESSES
+    return f"127.3.{number // 250}.{number % 250 + 1}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How a console request is signed in and guarded: the session cookie ("right": EDITOR's; "spare":
+    the session sign-outs end; or none, forged, one character off, too long, empty) and the CSRF pair
+    (right, or spoilt as the sign-up form's, see csrf_parts)."""
+
+    session: str
+    csrf: str
+    number: int = 0  # chooses the mutation of a "mutated" session
+
+    def parts(self, ctx: Context) -> tuple[list[tuple[str, str]], list[Part]]:
+        """The headers (one Cookie header with both cookies: a server reads only the first) and the
+        CSRF field."""
+        token = {
+            "right": ctx.console_session,
+            "spare": ctx.spare_session,
+            "forged": secrets.token_urlsafe(32),
+            "mutated": _mutated(ctx.console_session, self.number),
+            "long": ctx.console_session * 5,
+            "empty": "",
+        }.get(self.session)
+        cookie_name, cookie_value, field = ctx.console_csrf
+        cookies = [] if token is None else [f"{SESSION_COOKIE}={token}"]
+        if self.csrf not in ("none", "no-cookie"):
+            cookies.append(
+                f"{cookie_name}={cookie_value[::-1] if self.csrf == 'other-cookie' else cookie_value}"
+            )
+        headers = [("Cookie", "; ".join(cookies))] if cookies else []
+        origin = {
+            "right-with-origin": PUBLIC_URL,
+            "evil-origin": "https://evil.example",
+            "null-origin": "null",
+        }
+        if self.csrf in origin:
+            headers.append(("Origin", origin[self.csrf]))
+        fields: dict[str, list[Part]] = {
+            "none": [],
+            "no-field": [],
+            "wrong-field": [("csrf_token", field[::-1].encode(), None)],
+        }
+        return headers, fields.get(self.csrf, [("csrf_token", field.encode(), None)])
+
+    def must_refuse(self, method: str) -> bool:
+        """Without a live session every console request is refused; without the CSRF pair, every POST."""
+        if self.session not in ("right", "spare"):
+            return True
+        return method not in ("GET", "HEAD") and self.csrf not in RIGHT_CSRF
+
+
+@st.composite
+def credentials(draw: st.DrawFn) -> Credentials:
+    """EDITOR's session and the right CSRF pair nine times in sixteen; else one of them spoilt."""
+    session = draw(usually(st.just("right"), st.sampled_from(SESSION_ODD)))
+    csrf = draw(usually(st.sampled_from(RIGHT_CSRF), st.sampled_from(CSRF_ODD)))
+    return Credentials(session, csrf, draw(st.integers(0, 2**32)))
+
+
+def multipart_body(parts: list[Part], breakage: str = "") -> tuple[bytes, str]:
+    """A multipart/form-data body of `parts` and its Content-Type, broken as `breakage` says (one of
+    MULTIPART_BREAKS; a break of one part goes to the last, so that the CSRF field before it stays whole)."""
+    boundary = ("fuzz" + uuid.uuid4().hex).encode()
+    eol = b"\n" if breakage == "lf-only" else b"\r\n"
+    chunks = [b"\xff\x00 preamble" + eol] if breakage == "preamble" else []
+    for index, (name, value, filename) in enumerate(parts):
+        last = index == len(parts) - 1
+        disposition = b"form-data"
+        if not (breakage == "no-name" and last):
+            disposition += b'; name="' + name.encode("utf-8", "surrogateescape") + b'"'
+        if filename is not None:
+            disposition += b'; filename="' + filename.encode("utf-8", "surrogateescape") + b'"'
+        if breakage == "filename-star" and last:
+            disposition += b"; filename*=utf-8''%ff%fe%00.md"  # not UTF-8
+        if breakage == "filename-star-nul" and last:
+            disposition += b"; filename*=utf-8''a%00%01b.md"  # control characters in a name
+        headers = [b"Content-Disposition: " + disposition]
+        if last:
+            headers += {
+                "base64": [b"Content-Transfer-Encoding: base64"],
+                "gzip-part": [b"Content-Encoding: gzip"],
+                "header-bytes": [b"X-\xff: \x80\xfe", b"Content-Type: text/\xff"],
+                "charset-part": [b"Content-Type: text/plain; charset=does-not-exist"],
+                "long-header": [b"X-Long: " + b"a" * 20_000],
+            }.get(breakage, [])
+        chunks.append(b"--" + boundary + eol + eol.join(headers) + eol + eol + value + eol)
+    if breakage == "nested":  # a part that is itself multipart (RFC 2388's old way of sending files)
+        inner = b"inner" + boundary
+        lines = [
+            b"--" + boundary,
+            b'Content-Disposition: form-data; name="file"',
+            b"Content-Type: multipart/mixed; boundary=" + inner,
+            b"",
+            b"--" + inner,
+            b'Content-Disposition: file; filename="a.md"',
+            b"",
+            b"x",
+            b"--" + inner + b"--",
+            b"",
+        ]
+        chunks.append(eol.join(lines))
+    if breakage == "many-parts":
+        chunks += [
+            b"--" + boundary + eol + b'Content-Disposition: form-data; name="x"' + eol + eol + b"1" + eol
+        ] * 5000
+    if breakage != "no-end":
+        chunks.append(b"--" + boundary + b"--" + eol)
+    if breakage == "preamble":
+        chunks.append(b"epilogue \xff")
+    content_type = "multipart/form-data; boundary=" + (
+        "other" if breakage == "wrong-boundary" else boundary.decode()
+    )
+    return b"".join(chunks), "multipart/form-data" if breakage == "no-boundary" else content_type
+
+
+def form_body(parts: list[Part], encoding: str, odd: str = "") -> tuple[bytes, str | None]:
+    """A console form's body and Content-Type: urlencoded ("form", file parts as plain fields) or
+    multipart, or broken: JSON, bad percent-escapes, raw invalid UTF-8, an odd charset (`odd`), a
+    broken multipart body (`odd` one of MULTIPART_BREAKS), over the body limit, no Content-Type."""
+    urlencoded = urlencode([(name, value) for name, value, _ in parts], quote_via=quote).encode()
+    form_type = "application/x-www-form-urlencoded"
+    if encoding == "multipart":
+        return multipart_body(parts)
+    if encoding == "broken-multipart":
+        return multipart_body(parts, odd)
+    if encoding == "json":
+        data = {name: value.decode("utf-8", "replace") for name, value, _ in parts}
+        return json.dumps(data).encode(), "application/json"
+    if encoding == "bad-percent":
+        return urlencoded + b"&x=%zz%e9%87&%=%", form_type
+    if encoding == "bad-utf8":
+        return urlencoded + b"&\xff\xfe=\xed\xa0\x80&x=\xc0\xaf", form_type
+    if encoding == "charset":
+        return urlencoded, f"{form_type}; charset={odd}"
+    if encoding == "huge":
+        return urlencoded + b"&pad=" + b"a" * (MAX_BODY + len(odd)), form_type
+    if encoding == "no-type":
+        return urlencoded, None
+    return urlencoded, form_type
+
+
+@st.composite
+def form_encoding(draw: st.DrawFn) -> tuple[str, str]:
+    """(encoding, odd) for form_body: urlencoded or multipart three times in four."""
+    odd_encodings = ["json", "bad-percent", "bad-utf8", "charset", "broken-multipart", "huge", "no-type"]
+    encoding = draw(usually(st.sampled_from(["form", "multipart"]), st.sampled_from(odd_encodings)))
+    if encoding == "broken-multipart":
+        return encoding, draw(st.sampled_from(MULTIPART_BREAKS))
+    if encoding == "charset":
+        return encoding, draw(st.sampled_from(FORM_CHARSETS))
+    return encoding, "x" * draw(st.integers(0, 4096)) if encoding == "huge" else ""
+
+
+def console_request(
+    ctx: Context,
+    who: Credentials,
+    method: str,
+    target: str,
+    fields: list[Part] | None = None,
+    encoding: tuple[str, str] = ("form", ""),
+) -> Request:
+    """A console request from `who`: with a form body (the CSRF field first) when `fields` is given."""
+    headers, csrf_field = who.parts(ctx)
+    body = None
+    if fields is not None:
+        body, content_type = form_body(csrf_field + fields, *encoding)
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+    return Request(method, target, headers, body, must_refuse=who.must_refuse(method))
+
+
+def text_parts(pairs: list[tuple[str, str]]) -> list[Part]:
+    return [(name, value.encode("utf-8", "surrogateescape"), None) for name, value in pairs]
+
+
+# Signing in
+
+WRONG_PASSWORDS = st.one_of(
+    hostile_text(100),
+    big_text(3000),
+    st.integers(0, 2**32).map(lambda number: _mutated(EDITOR_PASSWORD, number)),
+    st.sampled_from(
+        [
+            "",
+            EDITOR_PASSWORD + "\x00",
+            EDITOR_PASSWORD.upper(),
+            " " + EDITOR_PASSWORD,
+            EDITOR_PASSWORD * 40,  # over the 1,024 characters a password may have
+            EDITOR_PASSWORD[:-1],
+        ]
+    ),
+)
+
+
+@st.composite
+def console_sign_in(draw: st.DrawFn) -> Recipe:
+    """The sign-in form as its page posts it, from one of the sign-in addresses: SIGN_IN_EDITOR with its
+    right password (also as "  name\\t" and cut at 64 characters, which the form reads as the name),
+    GUARDED_EDITOR with wrong ones, hostile names and passwords (huge, NUL, invalid UTF-8); in every
+    form encoding, broken ones too; with the CSRF pair, a spoilt one or none; with an old session."""
+    who = draw(st.sampled_from(["right"] * 3 + ["guarded"] * 2 + ["hostile"] * 3 + ["case", "padded", "cut"]))
+    hostile_name = draw(
+        st.one_of(
+            hostile_text(80), big_text(5000), st.sampled_from([EDITOR, GUARDED_EDITOR + "\x00", "量化"])
+        )
+    )
+    wrong = draw(WRONG_PASSWORDS)
+    name, password = {
+        "right": (SIGN_IN_EDITOR, EDITOR_PASSWORD),
+        "guarded": (GUARDED_EDITOR, wrong),
+        "hostile": (hostile_name, wrong),
+        "case": (SIGN_IN_EDITOR.upper(), EDITOR_PASSWORD),
+        "padded": (f"  {SIGN_IN_EDITOR}\t", EDITOR_PASSWORD),
+        "cut": (SIGN_IN_EDITOR.ljust(64) + hostile_name, EDITOR_PASSWORD),
+    }[who]
+    # Invalid UTF-8 in the name or password itself, as raw bytes or percent-escaped.
+    raw_bytes = draw(
+        usually(st.just(b""), st.sampled_from([b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf", b"%ff%fe"]))
+    )
+    encoding = draw(form_encoding())
+    csrf = draw(usually(st.sampled_from(RIGHT_CSRF), st.sampled_from(CSRF_ODD)))
+    old = draw(usually(st.just("none"), st.sampled_from(["forged", "spare", "empty", "long"])))
+    address = draw(st.integers(0, SIGN_IN_ADDRESSES - 1))
+    method = draw(usually(st.just("POST"), st.sampled_from(["PUT", "GET", "DELETE"])))
+
+    wrong_name = who in ("guarded", "hostile", "case")
+    if not wrong_name and encoding[0] == "broken-multipart":
+        # A broken part could reach SIGN_IN_EDITOR's password check with another password, and lock the
+        # name that must always be able to sign in.
+        encoding = ("multipart", "")
+
+    def build(ctx: Context) -> Request:
+        headers, csrf_field = Credentials(old, csrf).parts(ctx)
+        tail = raw_bytes if who in ("guarded", "hostile") else b""
+        fields: list[Part] = [
+            ("name", name.encode("utf-8", "surrogateescape") + (tail if who == "hostile" else b""), None),
+            ("password", password.encode("utf-8", "surrogateescape") + tail, None),
+        ]
+        body, content_type = form_body(csrf_field + fields, *encoding)
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        headers.append(("Connection", "close"))  # the pool of addresses holds no sockets open
+        # GET is the sign-in page, other methods are not allowed: only a POST is refused for its form.
+        refuse = method == "POST" and (wrong_name or csrf not in RIGHT_CSRF)
+        return Request(
+            method, "/console/sign-in", headers, body, source=sign_in_address(address), must_refuse=refuse
+        )
+
+    return build
+
+
+@st.composite
+def console_sign_out(draw: st.DrawFn) -> Recipe:
+    """POST /console/sign-out: with the spare session (the first such request ends it), without a session
+    or with a forged one, or with EDITOR's session but a spoilt CSRF pair (refused: it must stay)."""
+    session = draw(st.sampled_from(["spare", "spare", "none", "forged", "mutated", "long", "right"]))
+    csrf = draw(
+        st.sampled_from(CSRF_ODD)
+        if session == "right"
+        else usually(st.sampled_from(RIGHT_CSRF), st.sampled_from(CSRF_ODD))
+    )
+    number = draw(st.integers(0, 2**32))
+    encoding = draw(form_encoding())
+    return lambda ctx: console_request(
+        ctx, Credentials(session, csrf, number), "POST", "/console/sign-out", [], encoding
+    )
+
+
+@st.composite
+def console_sign_in_page(draw: st.DrawFn) -> Recipe:
+    """GET /console/sign-in with odd queries and headers, signed in (303 to the console) or not."""
+    session = draw(st.sampled_from(["none", "none", "right", "forged", "long"]))
+    pairs = draw(st.lists(st.tuples(hostile_text(20), hostile_text(40)), max_size=4))
+    odd = draw(st.lists(st.sampled_from(ODD_HEADERS), max_size=2))
+    method = draw(st.sampled_from(["GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        headers, _ = Credentials(session, "right").parts(ctx)
+        return Request(method, with_query("/console/sign-in", pairs), headers + list(odd))
+
+    return build
+
+
+# Issues: import, preview, frames, test sends
+
+MARKDOWN_MUTATIONS = [
+    "drop-line",
+    "repeat-line",
+    "insert",
+    "swap",
+    "item",
+    "section",
+    "field",
+    "truncate",
+    "flip-byte",
+    "nest",
+    "crlf",
+    "cr",
+    "bom",
+    "nul",
+    "gbk",
+    "utf16",
+    "huge",
+    "empty",
+    "random",
+]
+TITLE_DATE = re.compile(rb"^(# [^\n]*?\()(\d{4}-\d{2}-\d{2})(\))", re.MULTILINE)
+
+
+@functools.cache
+def demo_issues() -> tuple[bytes, ...]:
+    """The bundled demo issues' bytes: what near-valid uploads are made of."""
+    return tuple(path.read_bytes() for path in sorted(demo_issue_dir().glob("*.md")))
+
+
+@st.composite
+def issue_markdown(draw: st.DrawFn) -> bytes:
+    """An issue file: a demo issue under a new date (imported), its own (taken: 409 unless replaced) or an
+    impossible one; as it is half of the time, else with one to three mutations (see mutate_markdown)."""
+    pick = draw(st.integers(0, 10**6))
+    how = draw(st.sampled_from(["new", "own", "new", "odd"]))
+    new_date = draw(st.dates(dt.date(1990, 1, 1), dt.date(2099, 12, 31)).map(str))
+    odd_date = draw(st.sampled_from(INVALID_DATES) | hostile_text(20))
+    date = {"new": new_date, "odd": odd_date}.get(how)
+    mutation = st.tuples(st.sampled_from(MARKDOWN_MUTATIONS), st.integers(0, 2**32), hostile_text(200))
+    mutations = draw(st.one_of(st.just([]), st.lists(mutation, min_size=1, max_size=3)))
+    junk = draw(random_bytes(MAX_ISSUE_BYTES + 4096))
+    issues = demo_issues()
+    data = issues[pick % len(issues)]
+    if date is not None:
+        title = date.encode("utf-8", "surrogateescape")
+        data = TITLE_DATE.sub(lambda match: match.group(1) + title + match.group(3), data, count=1)
+    for kind, number, text in mutations:
+        data = mutate_markdown(data, kind, number, text.encode("utf-8", "surrogateescape"), junk)
+    return data
+
+
+def mutate_markdown(data: bytes, kind: str, number: int, text: bytes, junk: bytes) -> bytes:
+    """`data` changed in one way (one of MARKDOWN_MUTATIONS), at a place `number` chooses."""
+    lines = data.split(b"\n")
+    at = number % len(lines)
+    if kind == "drop-line":
+        del lines[at]
+    elif kind == "repeat-line":
+        lines[at:at] = [lines[at]] * (1 + number % 50)
+    elif kind == "insert":
+        lines.insert(at, text)
+    elif kind == "swap":
+        other = number // 7 % len(lines)
+        lines[at], lines[other] = lines[other], lines[at]
+    elif kind == "item":
+        lines.insert(at, b"- [" + text + b"] [" + text + b" | " + text + b"](" + text + b")")
+    elif kind == "section":
+        lines.insert(at, b"## " + text)
+    elif kind == "field":
+        lines.insert(at, ("  摘要：", "  标题：")[number % 2].encode() + text)
+    elif kind == "truncate":  # mid-character too: the rest is not UTF-8
+        return data[: number % (len(data) + 1)]
+    elif kind == "flip-byte" and data:
+        flipped = bytearray(data)
+        flipped[number % len(flipped)] ^= 1 << number % 8
+        return bytes(flipped)
+    elif kind == "nest":  # markdown-it's slow paths: long runs of brackets, quotes, list markers
+        lines.insert(at, (b"[", b"> ", b"- ", b"*", b"`")[number % 5] * (1000 + number % 60_000))
+    elif kind in ("crlf", "cr"):
+        return data.replace(b"\n", b"\r\n" if kind == "crlf" else b"\r")
+    elif kind == "bom":
+        return b"\xef\xbb\xbf" + data
+    elif kind == "nul":
+        return data[:at] + b"\x00" + data[at:]
+    elif kind in ("gbk", "utf16"):
+        return data.decode("utf-8", "replace").encode("gbk" if kind == "gbk" else "utf-16", "replace")
+    elif kind == "huge":
+        return (data * (MAX_ISSUE_BYTES // max(1, len(data)) + 2))[: MAX_ISSUE_BYTES + 1 + number % 4096]
+    elif kind == "empty":
+        return (b"", b" \n\n\t", b"\xef\xbb\xbf")[number % 3]
+    elif kind == "random":
+        return junk
+    return b"\n".join(lines)
+
+
+@st.composite
+def console_import(draw: st.DrawFn) -> Recipe:
+    """POST /console/issues/new: an issue file (near-valid or not) as the `file` upload or the pasted
+    `markdown` field, or both or neither; with odd file names and `replace` values."""
+    who = draw(credentials())
+    markdown = draw(issue_markdown())
+    how = draw(
+        usually(st.sampled_from(["file", "markdown"]), st.sampled_from(["both", "neither", "no-filename"]))
+    )
+    odd_names = st.sampled_from(
+        ["../../etc/passwd", "a" * 500, "量化.md", "", "a.md\r\nX-Evil: 1", "a\x00.md"]
+    )
+    filename = draw(usually(st.just("issue.md"), odd_names | hostile_text(60)))
+    replace = draw(
+        usually(
+            st.sampled_from([None, "yes"]), st.sampled_from(["no", "YES", "on", "yes\x00"]) | hostile_text(20)
+        )
+    )
+    encoding = draw(usually(st.just(("multipart", "")), form_encoding()))
+
+    def build(ctx: Context) -> Request:
+        fields: list[Part] = []
+        if how in ("file", "both", "no-filename"):
+            fields.append(("file", markdown, None if how == "no-filename" else filename))
+        if how in ("markdown", "both"):
+            fields.append(("markdown", markdown, None))
+        if replace is not None:
+            fields.append(("replace", replace.encode("utf-8", "surrogateescape"), None))
+        return console_request(ctx, who, "POST", "/console/issues/new", fields, encoding)
+
+    return build
+
+
+@st.composite
+def console_issue(draw: st.DrawFn) -> Recipe:
+    """GET /console/issues/{date}: real and hostile dates, `?digest=` values (a view is audited)."""
+    who = draw(credentials())
+    date = draw(date_segment())
+    digest = draw(
+        st.lists(st.sampled_from(["1", "0", "", "true", "1\x00", "01"]) | hostile_text(20), max_size=2)
+    )
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        target = with_query(f"/console/issues/{date(ctx)}", [("digest", value) for value in digest])
+        return console_request(ctx, who, method, target)
+
+    return build
+
+
+def channel_names() -> st.SearchStrategy[str]:
+    odd = st.sampled_from(["", "EMAIL", "fax", "email ", "wechat%00", "..", "telegram/x"])
+    return usually(st.sampled_from(CONSOLE_CHANNELS), odd | hostile_text(40))
+
+
+@st.composite
+def console_frame(draw: st.DrawFn) -> Recipe:
+    """GET /console/issues/{date}/frame/{channel}: the email and WeChat frames, channels without one,
+    channels that do not exist."""
+    who = draw(credentials())
+    date = draw(date_segment())
+    channel = draw(channel_names())
+
+    def build(ctx: Context) -> Request:
+        segment = quote(channel.encode("utf-8", "surrogateescape"), safe="")
+        return console_request(ctx, who, "GET", f"/console/issues/{date(ctx)}/frame/{segment}")
+
+    return build
+
+
+@st.composite
+def console_test_send(draw: st.DrawFn) -> Recipe:
+    """POST /console/issues/{date}/test-send to an address of the channel's own kind (known to the fakes
+    or not), another channel's, or garbage."""
+    who = draw(credentials())
+    date = draw(date_segment())
+    channel = draw(channel_names())
+    how = draw(usually(st.just("own"), st.sampled_from(["other", "hostile", "empty", "long", "missing"])))
+    pick = draw(st.integers(0, 10**6))
+    hostile = draw(hostile_text(100))
+    email = draw(EMAILS)
+    encoding = draw(form_encoding())
+
+    def build(ctx: Context) -> Request:
+        robot = (*ROBOT_KEYS, "fuzz-robot-unknown00")[pick % 3]
+        addresses = {
+            "telegram": str(ctx.chat_ids[pick % len(ctx.chat_ids)]),
+            "wechat": ctx.openids[pick % len(ctx.openids)],
+            "email": email,
+            "wecom": robot if pick % 2 else f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={robot}",
+            "feishu": robot if pick % 2 else f"https://open.feishu.cn/open-apis/bot/v2/hook/{robot}",
+        }
+        others = list(addresses.values())
+        address = {
+            "own": addresses.get(channel, hostile),
+            "other": others[pick % len(others)],
+            "hostile": hostile,
+            "empty": "",
+            "long": "a" * 400 + "@example.com",
+        }.get(how)
+        pairs = [("channel", channel)] + ([] if address is None else [("address", address)])
+        target = f"/console/issues/{date(ctx)}/test-send"
+        return console_request(ctx, who, "POST", target, text_parts(pairs), encoding)
+
+    return build
+
+
+# Broadcasts
+
+
+@st.composite
+def console_broadcast(draw: st.DrawFn) -> Recipe:
+    """GET /console/issues/{date}/broadcast, and its POST: channel lists, `when`, and `at` times in the
+    near future (a real broadcast, scheduled), just past (within the grace: now), far past, far future,
+    out of range, not times at all."""
+    who = draw(credentials())
+    date = draw(date_segment())
+    method = draw(st.sampled_from(["GET", "POST", "POST", "POST"]))
+    odd_channels = st.lists(hostile_text(50) | st.sampled_from(["TELEGRAM", "fax", ""]), max_size=4)
+    chosen = draw(usually(st.lists(st.sampled_from(CONSOLE_CHANNELS), max_size=5, unique=True), odd_channels))
+    when = draw(usually(st.sampled_from(["now", "later", "later"]), st.none() | hostile_text(20)))
+    at_how = draw(st.sampled_from(["soon", "soon", "naive", "grace", "past", "odd", "none"]))
+    minutes = draw(st.integers(10, 10**6))
+    odd_at = draw(st.sampled_from(ODD_TIMES) | hostile_text(60) | big_text(200))
+    wechat_text = draw(st.sampled_from([None, "yes", "no", "on"]))
+    encoding = draw(form_encoding())
+    pairs = draw(st.lists(st.tuples(hostile_text(20), hostile_text(40)), max_size=2))
+
+    def build(ctx: Context) -> Request:
+        target = f"/console/issues/{date(ctx)}/broadcast"
+        if method == "GET":
+            return console_request(ctx, who, "GET", with_query(target, pairs))
+        now = dt.datetime.fromtimestamp(ctx.now, dt.UTC)
+        at = {
+            "soon": (now + dt.timedelta(minutes=minutes)).isoformat(timespec="minutes"),
+            "naive": (now + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M"),  # in JIANBAO_TIMEZONE
+            "grace": (now - dt.timedelta(minutes=2)).isoformat(timespec="minutes"),
+            "past": (now - dt.timedelta(minutes=minutes)).isoformat(timespec="minutes"),
+            "odd": odd_at,
+        }.get(at_how)
+        fields = [("channel", name) for name in chosen]
+        fields += [] if when is None else [("when", when)]
+        fields += [] if at is None else [("at", at)]
+        fields += [] if wechat_text is None else [("wechat_text", wechat_text)]
+        return console_request(ctx, who, "POST", target, text_parts(fields), encoding)
+
+    return build
+
+
+def broadcast_ids() -> st.SearchStrategy[str]:
+    """Ids of the first broadcasts (the `console` route starts them on a fresh database), or odd ones."""
+    odd = huge_numbers() | hostile_text(20) | st.sampled_from(["1/", "01", "1.0", "-1", "1%2F", "0x1", "１"])
+    return usually(st.integers(1, 4).map(str), odd)
+
+
+@st.composite
+def console_page(draw: st.DrawFn) -> Recipe:
+    """The console's other pages: home, the import form, the broadcasts, one broadcast and its progress
+    panel (hostile ids), the audit trail (`?before=` values)."""
+    who = draw(credentials())
+    page = draw(
+        st.sampled_from(
+            [
+                "/console",
+                "/console/",
+                "/console/issues/new",
+                "/console/broadcasts",
+                "/console/broadcasts/{id}",
+                "/console/broadcasts/{id}",
+                "/console/broadcasts/{id}/progress",
+                "/console/audit",
+                "/console/audit",
+            ]
+        )
+    )
+    broadcast_id = draw(broadcast_ids())
+    before = draw(st.lists(huge_numbers() | hostile_text(20), max_size=2))
+    pairs = draw(st.lists(st.tuples(hostile_text(20), hostile_text(40)), max_size=2))
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        path = page.replace("{id}", quote(broadcast_id.encode("utf-8", "surrogateescape"), safe=""))
+        query = [("before", value) for value in before] if page == "/console/audit" else pairs
+        return console_request(ctx, who, method, with_query(path, query))
+
+    return build
+
+
+@st.composite
+def console_steer(draw: st.DrawFn) -> Recipe:
+    """POST /console/broadcasts/{id}/{verb}: pause, resume, cancel (of broadcasts the `console` route has
+    started, and ids of none), hostile ids and verbs."""
+    who = draw(credentials())
+    broadcast_id = draw(broadcast_ids())
+    verb = draw(
+        usually(
+            st.sampled_from(["pause", "resume", "cancel"]),
+            st.sampled_from(["PAUSE", "start", "delete", "", "pause/", "pause%00", "progress"])
+            | hostile_text(30),
+        )
+    )
+    encoding = draw(form_encoding())
+
+    def build(ctx: Context) -> Request:
+        segments = [
+            quote(value.encode("utf-8", "surrogateescape"), safe="") for value in (broadcast_id, verb)
+        ]
+        return console_request(ctx, who, "POST", "/console/broadcasts/{}/{}".format(*segments), [], encoding)
+
+    return build
+
+
 # --- routes ---------------------------------------------------------------------------------------------
 
 
@@ -1450,6 +2239,11 @@ ROUTES = [
     ),
     Route("issues", "GET /issues", lambda: static_page("/issues")),
     Route(
+        "git-hook",
+        "POST /hooks/git",
+        lambda: st.one_of(git_push(), git_push(), git_push(), garbage_for("/hooks/git", ["POST"])),
+    ),
+    Route(
         "issue-page",
         "GET /issues/{date}",
         lambda: st.one_of(
@@ -1469,6 +2263,37 @@ ROUTES = [
             admin(),
             admin_raw(),
             from_intruders(garbage_for("/api/status", ["GET"])),
+        ),
+    ),
+    Route(
+        "console-sign-in",
+        "GET/POST /console/sign-in, POST /console/sign-out",
+        lambda: st.one_of(
+            console_sign_in(),
+            console_sign_in(),
+            console_sign_in(),
+            console_sign_in(),
+            console_sign_out(),
+            console_sign_in_page(),
+            garbage_for("/console/sign-in", ["POST"]),
+        ),
+    ),
+    Route(
+        "console",
+        "/console/* signed in (issues, previews, test sends, broadcasts, audit)",
+        lambda: st.one_of(
+            console_import(),
+            console_import(),
+            console_issue(),
+            console_frame(),
+            console_test_send(),
+            console_test_send(),
+            console_broadcast(),
+            console_broadcast(),
+            console_page(),
+            console_steer(),
+            console_steer(),
+            garbage_for("/console/issues/new", ["POST"]),
         ),
     ),
     Route(
@@ -1571,9 +2396,10 @@ def healthz_sync(server: Server) -> dict[str, Any] | None:
         return None
 
 
-def csrf_pair(server: Server, date: str) -> tuple[str, str, str]:
-    """The sign-up form's CSRF cookie (name, value) and hidden field, as an issue page hands them out."""
-    with urllib.request.urlopen(f"{server.base}/issues/{date}", timeout=HEALTH_TIMEOUT_SECONDS) as response:
+def csrf_pair(server: Server, path: str) -> tuple[str, str, str]:
+    """A form's CSRF cookie (name, value) and hidden field, as the page at `path` hands them out (an issue
+    page's sign-up form, the console's sign-in form)."""
+    with urllib.request.urlopen(f"{server.base}{path}", timeout=HEALTH_TIMEOUT_SECONDS) as response:
         page = response.read().decode("utf-8", "replace")
         cookies = SimpleCookie()
         for header in response.headers.get_all("Set-Cookie") or []:
@@ -1581,9 +2407,76 @@ def csrf_pair(server: Server, date: str) -> tuple[str, str, str]:
     hidden = re.search(r'name="csrf_token" value="([^"]*)"', page)
     cookie = next((morsel for name, morsel in cookies.items() if "csrf" in name), None)
     if hidden is None or cookie is None:
-        print("note: the issue page offers no CSRF pair; sign-ups go without one")
+        print(f"note: {path} offers no CSRF pair; its form is posted without one")
         return ("", "", "")
     return cookie.key, cookie.value, hidden.group(1)
+
+
+def add_editors(env: dict[str, str], cwd: Path) -> None:
+    """The console's editors, through `jianbao editors add` as an operator adds them (in parallel: each
+    is a process start and an argon2 hash)."""
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "jianbao"), "editors", "add", name],
+            cwd=cwd,
+            env=env | {"JIANBAO_EDITOR_PASSWORD": EDITOR_PASSWORD},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in (EDITOR, SIGN_IN_EDITOR, GUARDED_EDITOR)
+    ]
+    for process in processes:
+        _, error = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"jianbao editors add failed: {error.strip()}")
+
+
+def signed_in_session(server: Server, csrf: tuple[str, str, str], name: str) -> str:
+    """The session cookie of a real sign-in through the console's form, as a browser makes it."""
+    cookie_name, cookie_value, field = csrf
+    body = urlencode({"csrf_token": field, "name": name, "password": EDITOR_PASSWORD})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"{cookie_name}={cookie_value}"}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HEALTH_TIMEOUT_SECONDS)
+    try:
+        connection.request("POST", "/console/sign-in", body, headers)
+        response = connection.getresponse()
+        response.read()
+        cookies = SimpleCookie()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+    finally:
+        connection.close()
+    if response.status != 303 or SESSION_COOKIE not in cookies:
+        raise SystemExit(f"signing in to the console as {name} failed: {response.status}")
+    return cookies[SESSION_COOKIE].value
+
+
+@contextlib.contextmanager
+def robot_fakes() -> Iterator[dict[str, str]]:
+    """The WeCom and Feishu robot fakes, knowing ROBOT_KEYS, on an event loop in a thread of their own
+    (tests.fakes.serve does not run them); yields their API roots. Without them the console's test sends
+    to a group robot would go to the real platforms."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    stack = contextlib.AsyncExitStack()
+
+    async def start() -> dict[str, str]:
+        wecom = await stack.enter_async_context(running_fake_wecom(*ROBOT_KEYS))
+        feishu = await stack.enter_async_context(running_fake_feishu())
+        for key in ROBOT_KEYS:
+            feishu.add_robot(key)
+        return {"wecom": wecom.url, "feishu": feishu.url}
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result()
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 def alive(server: Server) -> bool:
@@ -1607,6 +2500,8 @@ def service_env(database_url: str, fakes: dict[str, str], *, safe_mode: bool) ->
         "JIANBAO_TELEGRAM_SECRET": TELEGRAM_SECRET,
         "JIANBAO_TELEGRAM_API_URL": fakes["telegram"],
         "JIANBAO_SMTP_URL": fakes["smtp"],
+        "JIANBAO_WECOM_API_URL": fakes["wecom"],
+        "JIANBAO_FEISHU_API_URL": fakes["feishu"],
         # The broadcast worker stays off: rows change only through requests, so a change is attributable.
         "JIANBAO_SERVE_WORKER": "off",
         # Sign-up caps high enough that sign-ups reach the form's parsing and storage, not only the cap.
@@ -1620,7 +2515,14 @@ def service_env(database_url: str, fakes: dict[str, str], *, safe_mode: bool) ->
 # --- the database ---------------------------------------------------------------------------------------
 
 
-Snapshot = dict[str, tuple[int, str]]  # table -> (rows, digest of its content; "" for static tables)
+Snapshot = dict[str, tuple[int, str]]  # table -> (rows, digest of its compared columns)
+
+
+def compared_columns(table: str, columns: list[str]) -> list[str]:
+    """The columns of `table` whose content is compared: its fingerprint, or all but deferred ones."""
+    if table in FINGERPRINT_COLUMNS:
+        return [name for name in columns if name in FINGERPRINT_COLUMNS[table]]
+    return [name for name in columns if name not in DEFERRED_COLUMNS.get(table, ())]
 
 
 class Store(Protocol):
@@ -1651,17 +2553,14 @@ class SqliteStore:
         snapshot: Snapshot = {}
         for table in tables:
             count = self._db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-            digest = ""
-            if table not in STATIC_TABLES:
-                hasher = hashlib.sha256()
-                info = self._db.execute(f'PRAGMA table_info("{table}")').fetchall()
-                columns = ", ".join(
-                    f'"{column[1]}"' for column in info if column[1] not in DEFERRED_COLUMNS.get(table, ())
-                )
-                for row in self._db.execute(f'SELECT {columns} FROM "{table}" ORDER BY rowid'):
-                    hasher.update(repr(row).encode())
-                digest = hasher.hexdigest()
-            snapshot[table] = (count, digest)
+            hasher = hashlib.sha256()
+            info = self._db.execute(f'PRAGMA table_info("{table}")').fetchall()
+            columns = ", ".join(
+                f'"{name}"' for name in compared_columns(table, [column[1] for column in info])
+            )
+            for row in self._db.execute(f'SELECT {columns} FROM "{table}" ORDER BY rowid'):
+                hasher.update(repr(row).encode())
+            snapshot[table] = (count, hasher.hexdigest())
         self._version, self._last = version, snapshot
         return snapshot
 
@@ -1671,7 +2570,7 @@ class SqliteStore:
 
 class PostgresStore:
     """The same view of a PostgreSQL database; it has no data_version, so every snapshot reads (the
-    mutable tables are hashed on the server)."""
+    tables are hashed on the server)."""
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._db = connection
@@ -1686,19 +2585,16 @@ class PostgresStore:
         snapshot: Snapshot = {}
         for table in tables:
             count = await self._db.fetchval(f'SELECT count(*) FROM "{table}"')
-            digest = ""
-            if table not in STATIC_TABLES:
-                names = await self._db.fetch(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-                    table,
-                )
-                kept = [row[0] for row in names if row[0] not in DEFERRED_COLUMNS.get(table, ())]
-                columns = ", ".join(f'"{name}"' for name in kept)
-                digest = await self._db.fetchval(
-                    f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
-                    f'FROM (SELECT {columns} FROM "{table}") t'
-                )
+            names = await self._db.fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                table,
+            )
+            columns = ", ".join(f'"{name}"' for name in compared_columns(table, [row[0] for row in names]))
+            digest = await self._db.fetchval(
+                f"SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+                f'FROM (SELECT {columns} FROM "{table}") t'
+            )
             snapshot[table] = (count, digest)
         return snapshot
 
@@ -1834,6 +2730,8 @@ class RouteResult:
     stopped: str = ""  # why the route ended before --per-route requests, if it did
     examples: list[str] = field(default_factory=list)  # refused requests that stored or changed rows
     no_answer: Counter[str] = field(default_factory=Counter)  # why there was no HTTP answer
+    wrongly_accepted: int = 0  # requests that must be refused (Request.must_refuse), accepted
+    accepted_examples: list[str] = field(default_factory=list)
 
     @property
     def server_errors(self) -> int:
@@ -1844,10 +2742,18 @@ class Stop(Exception):
     """Ends a route's hypothesis run early (time limit, dead server)."""
 
 
+def accepted(method: str, status: int) -> bool:
+    """Whether `status` takes the request: a 2xx, or a 3xx to anything but a page view (a GET without a
+    session is sent to the sign-in page with a 303, which refuses it)."""
+    return status < 300 or (status < 400 and method not in ("GET", "HEAD"))
+
+
 class Fuzzer:
     """Sends recipes one at a time from an event loop in a thread of its own, and judges each answer."""
 
-    def __init__(self, server: Server, store_factory: Callable[[], Awaitable[Store]], ctx: Context) -> None:
+    def __init__(
+        self, server: Server, store_factory: Callable[[], Coroutine[Any, Any, Store]], ctx: Context
+    ) -> None:
         self.server = server
         self.ctx = ctx
         self.failures: list[Failure] = []
@@ -1967,9 +2873,13 @@ class Fuzzer:
             self.failures.append(
                 Failure(route, status, request.summary(), body[:300], self.server.log_since(log_offset))
             )
+        if request.must_refuse and status is not None and accepted(request.method, status):
+            result.wrongly_accepted += 1
+            if len(result.accepted_examples) < 5:
+                result.accepted_examples.append(f"{status}: {request.summary(160)}")
         snapshot = await self._store.snapshot()
         # A 5xx refuses too, and must not leave half a record behind.
-        refused = status is None or status >= 400
+        refused = status is None or status >= 400 or request.must_refuse
         if refused and snapshot != self._snapshot:
             self._blame(snapshot, request, status, result)
         self._snapshot = snapshot
@@ -2237,17 +3147,23 @@ async def fuzz_all(args: argparse.Namespace, folder: Path) -> bool:
 
 
 def fuzz_with(
-    args: argparse.Namespace, folder: Path, url: str, store: Callable[[], Awaitable[Store]]
+    args: argparse.Namespace, folder: Path, url: str, store: Callable[[], Coroutine[Any, Any, Store]]
 ) -> bool:
     routes = [route for route in ROUTES if not args.routes or route.name in args.routes]
     with (
         fake("telegram", "--no-record") as telegram_url,
         fake("wechat") as wechat_url,
         fake("smtp", "--no-record") as smtp_url,
+        robot_fakes() as robots,
     ):
-        fakes = {"telegram": telegram_url, "wechat": wechat_url, "smtp": smtp_url}
-        env = service_env(url, fakes, safe_mode=True)
+        fakes = {"telegram": telegram_url, "wechat": wechat_url, "smtp": smtp_url} | robots
+        git_clone, commits = git_repository(folder)
+        env = service_env(url, fakes, safe_mode=True) | {
+            "JIANBAO_GIT_REPO": str(git_clone),
+            "JIANBAO_GIT_WEBHOOK_SECRET": GIT_SECRET,
+        }
         import_demo(env, folder)
+        add_editors(env, folder)
         seeded = asyncio.run(seed_database(url))
         dates = issue_dates(url)
         print(
@@ -2256,11 +3172,16 @@ def fuzz_with(
             f"{'PostgreSQL' if args.postgres else 'SQLite'}: {len(dates)} issues, every channel on"
         )
         server = start_server(env, folder, folder / "server-safe-mode.log")
+        console_csrf = csrf_pair(server, "/console/sign-in")
         ctx = Context(
             host=f"127.0.0.1:{server.port}",
             now=time.time(),
             dates=dates,
-            csrf=csrf_pair(server, dates[0]),
+            csrf=csrf_pair(server, f"/issues/{dates[0]}"),
+            commits=commits,
+            console_csrf=console_csrf,
+            console_session=signed_in_session(server, console_csrf, EDITOR),
+            spare_session=signed_in_session(server, console_csrf, EDITOR),
             **seeded,
         )
         fuzzer = Fuzzer(server, store, ctx)
@@ -2311,6 +3232,10 @@ def report(
     for result in results:
         for example in result.examples:
             print(f"  {result.route}: refused request left the database changed: {example}")
+        if result.wrongly_accepted:
+            print(f"  {result.route}: {result.wrongly_accepted} requests that must be refused were accepted")
+        for example in result.accepted_examples:
+            print(f"  {result.route}: accepted, yet must be refused: {example}")
     if schemathesis is not None:
         verdict = (
             "passed"
@@ -2326,12 +3251,15 @@ def report(
     server_errors = sum(result.server_errors for result in results)
     stored = sum(result.stored_by_refused for result in results)
     changed = sum(result.changed_by_refused for result in results)
+    wrongly_accepted = sum(result.wrongly_accepted for result in results)
     print(
         f"total: {sum(result.sent for result in results):,} requests, {server_errors} 5xx, "
-        f"{stored} rows stored and {changed} changed by refused requests"
+        f"{stored} rows stored and {changed} changed by refused requests, "
+        f"{wrongly_accepted} accepted that must be refused"
     )
     schemathesis_ok = schemathesis is None or schemathesis.returncode == 0
-    return server_alive and server_errors == 0 and stored == 0 and changed == 0 and schemathesis_ok
+    clean = server_errors == 0 and stored == 0 and changed == 0 and wrongly_accepted == 0
+    return server_alive and clean and schemathesis_ok
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # The whole test suite: lint, format check, strict typing, then pytest on SQLite and PostgreSQL.
 source "$(dirname "$0")/venv.sh"
 source "$(dirname "$0")/services.sh"
-# The email screenshot test needs headless Chromium (and a CJK font, or Chinese text renders as boxes).
+# The email screenshot test and tests/browser (Playwright) need Debian's headless Chromium (and a CJK
+# font, or Chinese text renders as boxes). Without them those tests fail, they do not skip.
 if [ "$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; }; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi

@@ -10,18 +10,35 @@ Who gets a pending row and who a skipped one (topics that do not match, a closed
 caller's rule, `Audience`; which rows a channel gets (one per subscriber, and/or one MASS row for a
 platform that sends to all its followers itself) is the caller's rule too (`kinds`, a `Rows`): storage
 stores, the application and its channels decide.
+
+Counting an audience (`count_audience`, `preview`) does not walk the subscribers: `Audience` is made of a
+last-seen cutoff per channel (a `Window`) and a rule on a subscriber's topics, so one SQL aggregate groups
+the active subscribers by (channel, topics as stored) and counts those inside the window, and the rule
+decides each group once, with the same `Audience.__call__` that `start` asks per subscriber (topic sets
+are few). On PostgreSQL at 1,000,000 subscribers that is one parallel scan, 200-350 ms on 2 cores,
+where walking them in pages through the rule took 8.5 s, most of it on the event loop.
+
+`progress` is one scan of the broadcast's rows (counts per channel and state, the uncertain ones and the
+sends of the last minute as FILTERed counts of the same scan). At 1,000,000 rows on 2 cores a parallel
+scan took 120-230 ms of both cores (the three separate counts it replaced, about 285 ms; an index-only
+scan of ix_delivery_claim, visibility map all set, about 180 ms: no cheaper, it is the whole index).
+It runs on one core (PROGRESS_WORKERS): about 300 ms, but WeChat keyword replies at 200 a second kept
+their p99 (4.8 ms alone, 4.8 ms with a count every 2 s) where a parallel count every 2 s raised it to
+6.6-11 ms. Neither count is cheap enough to run per request for many watchers:
+bot/broadcast/snapshots.py shares one count among them.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Text, and_, cast, false, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +50,10 @@ from storage.tables import NAME_LENGTH, BroadcastRow, DeliveryRow, SubscriberRow
 
 # Subscribers read and delivery rows written per statement when a broadcast starts.
 START_PAGE = 5000
+# The sends a progress report's rate is measured over.
+RATE_PERIOD = dt.timedelta(minutes=1)
+# PostgreSQL's parallel workers a progress count may use besides its own backend.
+PROGRESS_WORKERS = 0
 
 
 class BroadcastState(StrEnum):
@@ -93,8 +114,39 @@ class Recipient:
     last_seen_at: dt.datetime | None
 
 
-# None: the recipient gets the issue (a pending row); a string: skipped, and why.
-Audience = Callable[[Recipient], str | None]
+class Window(Protocol):
+    """A channel's rule on when a subscriber last wrote to us (channels/channel.py `Window`): it `admits`
+    exactly those whose last_seen_at is at or after `since`; the others are skipped with `reason`."""
+
+    @property
+    def since(self) -> dt.datetime: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def admits(self, last_seen_at: dt.datetime | None) -> bool: ...
+
+
+def every_topic(_topics: tuple[str, ...]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who of the active subscribers gets the issue (a pending row), and why the others are skipped.
+
+    Calling it decides one recipient: first their channel's `Window`, if it has one, then `topics`
+    (their topics -> None, or why they are skipped). It looks at nothing else of a recipient, which is
+    what lets `count_audience` count in SQL exactly what `start` decides per subscriber."""
+
+    windows: Mapping[str, Window] = field(default_factory=dict)  # channel -> its last-seen cutoff
+    topics: Callable[[tuple[str, ...]], str | None] = every_topic
+
+    def __call__(self, recipient: Recipient) -> str | None:
+        window = self.windows.get(recipient.channel)
+        if window is not None and not window.admits(recipient.last_seen_at):
+            return window.reason
+        return self.topics(recipient.topics)
 
 
 # channel, the broadcast's options -> (one row per subscriber, one MASS row)
@@ -105,8 +157,32 @@ def per_subscriber(_channel: str, _options: Mapping[str, Any]) -> tuple[bool, bo
     return True, False
 
 
-def everyone(_recipient: Recipient) -> str | None:
-    return None
+everyone = Audience()
+
+
+@dataclass
+class AudienceCount:
+    """What `start` would create on one channel now: pending rows, skipped rows by reason, a MASS row."""
+
+    mass: bool = False
+    pending: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+
+    def add(self, reason: str | None, rows: int) -> None:
+        if reason is None:
+            self.pending += rows
+        elif rows:
+            self.skipped[reason] = self.skipped.get(reason, 0) + rows
+
+    def to_dict(self) -> dict[str, int]:
+        """`preview`'s shape: {"mass": 1} for a MASS row, "pending" and "skipped" when not zero."""
+        counts = {"mass": 1} if self.mass else {}
+        skipped = sum(self.skipped.values())
+        return (
+            counts
+            | ({"pending": self.pending} if self.pending else {})
+            | ({"skipped": skipped} if skipped else {})
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,23 +326,65 @@ class BroadcastStore:
         options: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[str, int]]:
         """What `start` would create, without writing: channel -> {"pending": n, "skipped": n}, and
-        {"mass": 1} for a channel's MASS row."""
+        {"mass": 1} for a channel's MASS row (zeros and channels with nothing left out)."""
+        counts = await self.count_audience(channels, audience=audience, kinds=kinds, options=options)
+        return {channel: count.to_dict() for channel, count in counts.items() if count.to_dict()}
+
+    async def count_audience(
+        self,
+        channels: Sequence[str],
+        *,
+        audience: Audience = everyone,
+        kinds: Rows = per_subscriber,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, AudienceCount]:
+        """What `start` would create on each channel of a new broadcast now, with the skipped rows by
+        reason: one aggregate over the active subscribers, grouped by (channel, topics), each group
+        decided once by `audience` (see the module's docstring)."""
         wanted = _checked_channels(channels)
         plans = {channel: kinds(channel, options or {}) for channel in wanted}
-        result: dict[str, dict[str, int]] = {channel: {"mass": 1} for channel in wanted if plans[channel][1]}
-        s = core_table(SubscriberRow)
+        result = {channel: AudienceCount(mass=plans[channel][1]) for channel in wanted}
         direct = [channel for channel in wanted if plans[channel][0]]
+        if not direct:
+            return result
+        s = core_table(SubscriberRow)
+        # JSON has no equality on PostgreSQL: group by its text, and parse each distinct text once.
+        topics = cast(s.c.topics, Text)
+        windows = {channel: audience.windows[channel] for channel in direct if channel in audience.windows}
+        # Those inside their channel's window (on a channel without one, nobody needs counting).
+        inside = or_(
+            false(),
+            *(
+                and_(s.c.channel == channel, s.c.last_seen_at >= as_utc(window.since))
+                for channel, window in windows.items()
+            ),
+        )
+        statement = (
+            select(
+                s.c.channel,
+                topics.label("topics"),
+                func.count().label("rows"),
+                func.count().filter(inside).label("inside"),
+            )
+            .where(s.c.channel.in_(direct), s.c.status == SubscriberStatus.ACTIVE.value)
+            .group_by(s.c.channel, topics)
+        )
         async with self._database.transaction() as connection:
-            after = 0
-            while direct:
-                rows = (await connection.execute(_recipients_page(s, direct, after, START_PAGE))).all()
-                if not rows:
-                    break
-                for row in rows:
-                    counts = result.setdefault(row.channel, {})
-                    key = "skipped" if audience(_recipient(row)) else "pending"
-                    counts[key] = counts.get(key, 0) + 1
-                after = rows[-1].id
+            groups = (await connection.execute(statement)).all()
+        for group in groups:
+            chosen = _topics(group.topics)
+            window = windows.get(group.channel)
+            # The group's members differ only in last_seen_at, and the rule sees that only through the
+            # window: one recipient inside it (seen at its cutoff) and one outside (never seen) decide all.
+            seen = (
+                [(None, group.rows)]
+                if window is None
+                else [(window.since, group.inside), (None, group.rows - group.inside)]
+            )
+            for last_seen_at, rows in seen:
+                if rows:
+                    reason = audience(Recipient(0, group.channel, chosen, last_seen_at))
+                    result[group.channel].add(reason, rows)
         return result
 
     async def get(self, broadcast_id: int) -> Broadcast:
@@ -331,31 +449,33 @@ class BroadcastStore:
             return bool(result.rowcount)
 
     async def progress(self, broadcast_id: int) -> Progress:
+        """The broadcast's counts now: one scan of its rows (see the module's docstring for its cost)."""
         d = core_table(DeliveryRow)
-        since = self._clock() - dt.timedelta(minutes=1)
-        progress = Progress()
-        async with self._database.transaction("snapshot") as connection:
-            rows = await connection.execute(
-                select(d.c.channel, d.c.state, func.count())
-                .where(d.c.broadcast_id == broadcast_id)
-                .group_by(d.c.channel, d.c.state)
+        since = as_utc(self._clock() - RATE_PERIOD)
+        statement = (
+            select(
+                d.c.channel,
+                d.c.state,
+                func.count().label("rows"),
+                func.count().filter(d.c.uncertain.is_(True)).label("uncertain"),
+                func.count()
+                .filter(and_(d.c.state == DeliveryState.SENT.value, d.c.sent_at >= since))
+                .label("recent"),
             )
-            for channel, state, count in rows:
-                progress.counts.setdefault(channel, {})[state] = count
-            progress.uncertain = (
+            .where(d.c.broadcast_id == broadcast_id)
+            .group_by(d.c.channel, d.c.state)
+        )
+        progress = Progress()
+        async with self._database.transaction() as connection:
+            if self._database.backend == "postgresql":
+                # One core, not all: slower, but the service's replies keep the others (module docstring).
                 await connection.execute(
-                    select(func.count()).where(d.c.broadcast_id == broadcast_id, d.c.uncertain.is_(True))
+                    text(f"SET LOCAL max_parallel_workers_per_gather = {PROGRESS_WORKERS}")
                 )
-            ).scalar_one()
-            progress.sent_last_minute = (
-                await connection.execute(
-                    select(func.count()).where(
-                        d.c.broadcast_id == broadcast_id,
-                        d.c.state == DeliveryState.SENT.value,
-                        d.c.sent_at >= since,
-                    )
-                )
-            ).scalar_one()
+            for row in await connection.execute(statement):
+                progress.counts.setdefault(row.channel, {})[row.state] = row.rows
+                progress.uncertain += row.uncertain
+                progress.sent_last_minute += row.recent
         return progress
 
     async def _move(
@@ -447,6 +567,12 @@ def _recipients_page(s: Any, channels: list[str], after: int, page: int) -> Any:
         .order_by(s.c.id)
         .limit(page)
     )
+
+
+def _topics(stored: str | None) -> tuple[str, ...]:
+    """A subscriber's topics from the text of their JSON column (SQL NULL and JSON null: none)."""
+    topics = json.loads(stored) if stored is not None else None
+    return tuple(topics or ())
 
 
 def _recipient(row: Row[Any]) -> Recipient:

@@ -259,3 +259,23 @@ class EditorSessionRow(SQLModel, table=True):
     editor_id: int = Field(sa_type=Integer)
     created_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
     expires_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+
+
+AUDIT_ACTOR_LENGTH = 64
+AUDIT_ACTION_LENGTH = 32
+AUDIT_SUBJECT_LENGTH = 200
+AUDIT_DETAIL_LENGTH = 500
+
+
+class AuditEntryRow(SQLModel, table=True):
+    """Who did what to which issue or broadcast, and when: the console's audit trail. Only appended to."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_subject", "subject", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    actor: str = Field(sa_type=String(AUDIT_ACTOR_LENGTH))
+    action: str = Field(sa_type=String(AUDIT_ACTION_LENGTH))
+    subject: str = Field(sa_type=String(AUDIT_SUBJECT_LENGTH))
+    detail: str = Field(sa_type=String(AUDIT_DETAIL_LENGTH), default="")

@@ -6,6 +6,10 @@ them, as a reader would judge it: the topic appears in the issue (titles, sectio
 quick news; case and width folded), or the keyword search finds it in the issue, which brings the
 glossary along (a reader who chose 量化 gets an issue whose only item says "INT8"). Each distinct topic is
 decided once per broadcast.
+
+The rule is an `Audience` of two parts, each channel's `window(now)` and the topic rule, so that storage
+can count an audience of a million in SQL (BroadcastStore.count_audience) with the very rule that `start`
+applies to each subscriber.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from channels.registry import ChannelRegistry
 from content.model import Issue
-from storage.broadcasts import Audience, Recipient
+from storage.broadcasts import Audience, Window
 
 if TYPE_CHECKING:
     from storage.search.index import SearchIndex
@@ -65,13 +69,14 @@ class TopicMatcher:
 def audience(issue: Issue, now: dt.datetime, channels: ChannelRegistry) -> Audience:
     matcher = TopicMatcher(issue)
 
-    def rule(recipient: Recipient) -> str | None:
-        if recipient.channel in channels:
-            skip = channels.get(recipient.channel).skip_reason(last_seen_at=recipient.last_seen_at, now=now)
-            if skip is not None:
-                return skip
-        if recipient.topics and not any(matcher.matches(topic) for topic in recipient.topics):
+    def topics(chosen: tuple[str, ...]) -> str | None:
+        if chosen and not any(matcher.matches(topic) for topic in chosen):
             return SKIP_TOPICS
         return None
 
-    return rule
+    windows: dict[str, Window] = {}
+    for channel in channels:
+        window = channel.window(now)
+        if window is not None:
+            windows[channel.name] = window
+    return Audience(windows=windows, topics=topics)

@@ -114,6 +114,16 @@ class BroadcastControl:
             request.date, names, audience=rule, kinds=self._rows, start_at=request.at, options=options
         )
 
+    async def audience(
+        self, date: dt.date, channels: tuple[str, ...], *, wechat_text: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """Who would get the issue on each channel: {"pending": n, "skipped": n} per channel (counted in
+        SQL, topics and each channel's rules honoured), {"mass": 1} for a mass send."""
+        issue = await self._issue(date)
+        rule = audience(issue, dt.datetime.now(dt.UTC), self._channels)
+        options = {"wechat_text": True} if wechat_text else {}
+        return await self.broadcasts.preview(channels, audience=rule, kinds=self._rows, options=options)
+
     def _rows(self, name: str, options: Mapping[str, Any]) -> tuple[bool, bool]:
         plan = self._channels.get(name).plan(options)
         return plan.direct, plan.mass

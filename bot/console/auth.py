@@ -20,15 +20,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from multidict import MultiDictProxy
 
+from bot.broadcast.snapshots import AudienceSnapshots, ProgressSnapshots
 from bot.console.passwords import hash_password, needs_rehash, password_matches
 from bot.csrf import FORM_GUARD
 from bot.services import SERVICES
 from bot.site import STATIC
 from bot.throttle import WindowCounter
 from channels.base import TEMPLATE_DIR
-from content.errors import TooManyRequests
+from content.errors import BadInput, TooManyRequests
+from storage.broadcasts import BroadcastStore
 from storage.editors import Editor, EditorStore
 
 COOKIE = "jianbao_console"
@@ -36,6 +40,16 @@ SESSION_HOURS = 12
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 15 * 60
 MAX_NAME_CHARS = 64
+# htmx, vendored under /static (templates/site/static/vendor/README.md says how to update it).
+HTMX_SCRIPT = "vendor/htmx-2.0.11.min.js"
+
+# The console's menu: (label, route name); routes are added by the console's other modules.
+NAV = (
+    ("简报", "console_home"),
+    ("导入", "console_issue_new"),
+    ("发送", "console_broadcasts"),
+    ("记录", "console_audit"),
+)
 
 SIGN_IN = "console_sign_in"
 SIGN_OUT = "console_sign_out"
@@ -49,6 +63,10 @@ class ConsoleState:
     secure_cookie: bool
     failures_by_name: WindowCounter
     failures_by_address: WindowCounter
+    # Counts every watching editor of this process shares (bot/broadcast/snapshots.py): a progress
+    # panel polled by ten editors costs one count every two seconds, not ten.
+    progress: ProgressSnapshots
+    audiences: AudienceSnapshots
 
 
 CONSOLE = web.AppKey("console", ConsoleState)
@@ -78,13 +96,21 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         secure_cookie=app[FORM_GUARD].secure,  # one rule for the app's cookies: https PUBLIC_URL
         failures_by_name=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
         failures_by_address=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
+        progress=ProgressSnapshots(BroadcastStore(services.storage.database)),
+        audiences=AudienceSnapshots(),
     )
-    yield
+    try:
+        yield
+    finally:
+        # Counts still running are cancelled before storage closes (this context ends first).
+        await app[CONSOLE].progress.close()
+        await app[CONSOLE].audiences.close()
 
 
 def render(request: web.Request, template: str, *, status: int = 200, **values: object) -> web.Response:
     """A console page with the CSRF pair for its forms (the cookie is set on the response)."""
     token = request.app[FORM_GUARD].offer(request)
+    router = request.app.router
     html = (
         request.app[CONSOLE]
         .templates.get_template(template)
@@ -93,8 +119,10 @@ def render(request: web.Request, template: str, *, status: int = 200, **values: 
             sign_in_url=request.app.router[SIGN_IN].url_for(),
             sign_out_url=request.app.router[SIGN_OUT].url_for(),
             home_url=request.app.router[HOME].url_for(),
-            stylesheet_url=request.app.router[STATIC].url_for(filename="site.css"),
+            stylesheet_url=request.app.router[STATIC].url_for(filename="console.css"),
+            script_url=request.app.router[STATIC].url_for(filename=HTMX_SCRIPT),
             editor=request.get(EDITOR),
+            nav=[(label, router[name].url_for()) for label, name in NAV if name in router],
             **values,
         )
     )
@@ -112,6 +140,17 @@ async def current_editor(request: web.Request) -> Editor | None:
     return await request.app[CONSOLE].editors.session_editor(token)
 
 
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The posted form, or BadInput (400) for a body that cannot be read as one. The body is read
+    once; handlers behind `require_editor` get the same form from `request.post()` again."""
+    try:
+        return await request.post()
+    # ValueError: bytes that are not the charset's, a multipart part without a name or an end;
+    # LookupError: a charset Python does not know; BadHttpMessage: a part's headers broken or too long.
+    except (ValueError, LookupError, BadHttpMessage):
+        raise BadInput("the form could not be read: send it from the console's page") from None
+
+
 def require_editor(handler: Handler) -> Handler:
     """Pages behind the sign-in: without a live session a GET goes to the sign-in page, anything else
     gets 401; a signed-in request carries its Editor as request[EDITOR]. Checked before any work."""
@@ -125,7 +164,7 @@ def require_editor(handler: Handler) -> Handler:
             raise web.HTTPUnauthorized(text="sign in first\n")
         request[EDITOR] = editor
         if request.method not in ("GET", "HEAD"):
-            request.app[FORM_GUARD].check(request, await request.post())
+            request.app[FORM_GUARD].check(request, await read_form(request))
         return await handler(request)
 
     return wrapper
@@ -139,7 +178,7 @@ async def sign_in_page(request: web.Request) -> web.Response:
 
 async def sign_in(request: web.Request) -> web.Response:
     state = request.app[CONSOLE]
-    form = await request.post()
+    form = await read_form(request)
     request.app[FORM_GUARD].check(request, form)
     name = str(form.get("name", ""))[:MAX_NAME_CHARS].strip()
     password = str(form.get("password", ""))
@@ -147,7 +186,8 @@ async def sign_in(request: web.Request) -> web.Response:
     wait = max(state.failures_by_name.retry_after(name), state.failures_by_address.retry_after(address))
     if wait:
         raise TooManyRequests(f"too many wrong passwords; try again in {int(wait) + 1} s", wait)
-    editor = await state.editors.get(name) if name else None
+    # No stored name has a control character (check_editor_name), and PostgreSQL refuses a NUL in a query.
+    editor = await state.editors.get(name) if name and name.isprintable() else None
     if not password_matches(editor.password_hash if editor else None, password) or editor is None:
         state.failures_by_name.add(name)
         state.failures_by_address.add(address)

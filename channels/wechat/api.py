@@ -1,4 +1,5 @@
-"""WeChat's REST API over aiohttp: the access token, customer-service messages and mass sends.
+"""WeChat's REST API over aiohttp: the access token, customer-service messages, mass sends and their
+previews (an editor's test send).
 
 wechatpy 1.8 has no async client (docs/channels.md, "wechatpy"), so the calls are made here. The token
 comes from /cgi-bin/stable_token, which, unlike /cgi-bin/token, does not invalidate the token other
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 # this long before it runs out.
 TOKEN_MARGIN_SECONDS = 300
 REQUEST_TIMEOUT_SECONDS = 10.0
+# 预览接口: a mass-send message (here a draft's mpnews) sent to one follower only, for an editor to check it
+# on their phone; it uses no mass-send quota and reaches no one else. Answer on success:
+# {"errcode": 0, "errmsg": "preview success", "msg_id": 34182}. Official:
+# https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Batch_Sends_and_Originality_Checks.html
+# (wechatpy's client/api/message.py, _send_mass_message(preview=True), posts the same body).
+MASS_PREVIEW = "/cgi-bin/message/mass/preview"
 
 
 class WeChatApiError(JianbaoError):
@@ -89,6 +96,9 @@ class QuotaExhausted(WeChatApiError):
     """45028: no mass send left in this period."""
 
 
+# 全局返回码 -1 "系统繁忙，此时请开发者稍候再试": try again later. Official (linked from docs/channels.md):
+# https://developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code.html
+SYSTEM_BUSY = -1
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid, malformed, expired: fetch a new token
 ERRORS: dict[int, type[WeChatApiError]] = {
     40001: CredentialError,
@@ -196,6 +206,29 @@ class WeChatApi:
         except (RateLimited, WeChatUnreachable) as error:
             # A timeout too: the retry carries the same clientmsgid, so it cannot send twice.
             return PushResult(PushStatus.RETRY, error=error.message)
+        return PushResult(PushStatus.SENT, message_id=str(answer.get("msg_id", "")) or None)
+
+    async def mass_preview(self, media_id: str, openid: str) -> PushResult:
+        """A draft sent as a mass-send preview to one follower (an editor's test send). CredentialError is
+        raised: the channel cannot send anything, not just this preview."""
+        payload = {"touser": openid, "mpnews": {"media_id": media_id}, "msgtype": "mpnews"}
+        try:
+            answer = await self.call(MASS_PREVIEW, payload)
+        except WeChatTimeout as error:
+            return PushResult(PushStatus.UNCERTAIN, error=error.message)
+        except BadOpenid as error:
+            reason = f"not the openid of a follower of this account: {error.message}"
+            return PushResult(PushStatus.BLOCKED, error=reason)
+        except NotFollowing as error:
+            reason = f"this user does not follow the account: {error.message}"
+            return PushResult(PushStatus.BLOCKED, error=reason)
+        except (RateLimited, WeChatUnreachable) as error:
+            return PushResult(PushStatus.RETRY, error=error.message)
+        except CredentialError:
+            raise
+        except WeChatApiError as error:
+            status = PushStatus.RETRY if error.code == SYSTEM_BUSY else PushStatus.FAILED
+            return PushResult(status, error=error.message)
         return PushResult(PushStatus.SENT, message_id=str(answer.get("msg_id", "")) or None)
 
     async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:

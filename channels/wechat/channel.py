@@ -6,6 +6,9 @@ The mass delivery records the draft's media_id as its first part, so a retry reu
 with a clientmsgid fixed per broadcast, so a resend after a crash is answered 45065 ("already sent")
 instead of reaching followers twice.
 
+An editor's test send is the article as followers get it, not the customer-service text: a draft, then
+message/mass/preview to the editor's openid, which reaches that one follower and uses no mass-send quota.
+
 aiohttp and the API client are imported when a sender is opened, not with this module.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from channels.base import ChannelDown, PushResult, PushStatus, utf8_bytes
-from channels.channel import Channel, Delivery, Outcome, Pace, Plan, Rendered
+from channels.channel import Channel, Delivery, Outcome, Pace, Plan, Rendered, Window
 from channels.document import IssueDocument
 from channels.wechat.render import WeChatPayload, render_wechat
 from channels.wechat.settings import WeChatSettings
@@ -35,7 +38,7 @@ __all__ = ["SKIP_WINDOW", "WECHAT", "WECHAT_WINDOW", "WeChatChannel", "WeChatOut
 # https://developers.weixin.qq.com/doc/subscription/guide/product/kf/intro.html).
 WECHAT_WINDOW = dt.timedelta(hours=48)
 SKIP_WINDOW = "outside WeChat's 48 h window"
-# The mass send's steps: draft/add, then message/mass/sendall.
+# The mass send's steps: draft/add, then message/mass/sendall (a test send: draft/add, then mass/preview).
 MASS_PARTS = 2
 NO_COVER = "JIANBAO_WECHAT_THUMB_MEDIA_ID is not set (the cover)"
 
@@ -99,10 +102,9 @@ class WeChatChannel(Channel[WeChatSettings]):
         # The mass send reaches every follower; customer-service texts only when the broadcast asks.
         return Plan(mass=True, direct=bool(options.get("wechat_text")))
 
-    def skip_reason(self, *, last_seen_at: dt.datetime | None, now: dt.datetime) -> str | None:
-        if last_seen_at is None or now - last_seen_at > WECHAT_WINDOW:
-            return SKIP_WINDOW
-        return None
+    def window(self, now: dt.datetime) -> Window:
+        # Customer-service texts reach only followers who wrote within the last 48 hours.
+        return Window(since=now - WECHAT_WINDOW, reason=SKIP_WINDOW)
 
     async def open_sender(self, settings: WeChatSettings) -> WeChatOutbox:
         import aiohttp
@@ -129,6 +131,41 @@ class WeChatChannel(Channel[WeChatSettings]):
             return await _mass(sender, payload, delivery, pace)
         return await _text(sender, payload, delivery, pace)
 
+    async def test_send(self, sender: WeChatOutbox, rendered: Rendered, address: str) -> Outcome:
+        """The article to one openid as a mass-send preview: draft/add, then message/mass/preview (the
+        default, a customer-service text, would show the editor the wrong message and only within 48 h
+        of their last one). Like every test send it never touches the ledger."""
+        from channels.wechat.api import CredentialError, WeChatApiError, WeChatUnreachable
+
+        openid = self.check_address(address)
+        payload = rendered.payload
+        if not isinstance(payload, WeChatPayload):
+            raise TypeError(f"wechat cannot send a {type(payload).__name__}")
+        if not sender.thumb_media_id:
+            return Outcome(PushResult(PushStatus.FAILED, error=NO_COVER), 0)
+        try:
+            media_id = await _add_draft(sender, payload)
+            # Only a CredentialError comes out of the preview: its outcome is in `pushed`.
+            pushed = await sender.api.mass_preview(media_id, openid)
+        except CredentialError as error:
+            raise ChannelDown(f"wechat: {error.message}") from None
+        except WeChatUnreachable as error:  # the draft: nothing reached anyone
+            return Outcome(PushResult(PushStatus.RETRY, error=error.message), 0)
+        except WeChatApiError as error:
+            return Outcome(PushResult(PushStatus.FAILED, error=error.message), 0)
+        if pushed.status in (PushStatus.SENT, PushStatus.UNCERTAIN):
+            message_id = f"{media_id} {pushed.message_id}" if pushed.message_id else media_id
+            uncertain = pushed.status == PushStatus.UNCERTAIN
+            pushed = PushResult(pushed.status, message_id, pushed.error)
+            return Outcome(pushed, MASS_PARTS, message_id, uncertain)
+        return Outcome(pushed, 1, media_id)
+
+
+async def _add_draft(sender: WeChatOutbox, payload: WeChatPayload) -> str:
+    """draft/add with the issue's article and the account's cover; the draft's media_id."""
+    article = payload.article.to_dict() | {"thumb_media_id": sender.thumb_media_id}
+    return await sender.api.add_draft(article)
+
 
 async def _mass(sender: WeChatOutbox, payload: WeChatPayload, delivery: Delivery, pace: Pace) -> Outcome:
     """draft/add (unless an earlier attempt got that far: its media_id is the delivery's message_id), then
@@ -140,8 +177,7 @@ async def _mass(sender: WeChatOutbox, payload: WeChatPayload, delivery: Delivery
     media_id = delivery.message_id if delivery.parts_done >= 1 else None
     try:
         if media_id is None:
-            article = payload.article.to_dict() | {"thumb_media_id": sender.thumb_media_id}
-            media_id = await sender.api.add_draft(article)
+            media_id = await _add_draft(sender, payload)
             await pace.reached(1, media_id)
         pushed = await sender.api.mass_send(
             media_id, f"jianbao-{delivery.issue_date}-{delivery.broadcast_id}"

@@ -225,19 +225,21 @@ def test_empty_section_is_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"),
+    ("text", "reason", "line"),
     [
-        ("just some words\n\n- a list\n", "no title line"),
-        ("## 论文\n- x\n", "no title line"),
-        ("# 嵌入式AI简报 (2021-01-05)\n\n正文而已。\n", "no sections"),
-        ("# 嵌入式AI简报 没有日期\n\n## 论文\n- x\n", "no date in the title line"),
-        ("# 嵌入式AI简报 (2021-02-30)\n\n## 论文\n- x\n", "no date in the title line"),
+        ("just some words\n\n- a list\n", "no title line", None),
+        ("## 论文\n- x\n", "no title line", None),
+        ("# 嵌入式AI简报 (2021-01-05)\n\n正文而已。\n", "no sections", 1),
+        ("# 嵌入式AI简报 没有日期\n\n## 论文\n- x\n", "no date in the title line", 1),
+        ("\n\n# 嵌入式AI简报 (2021-02-30)\n\n## 论文\n- x\n", "date '2021-02-30' does not exist", 3),
     ],
 )
-def test_not_an_issue(text: str, reason: str) -> None:
+def test_not_an_issue(text: str, reason: str, line: int | None) -> None:
     with pytest.raises(IssueFormatError, match=reason) as caught:
         parse_text(text)
     assert "\n" not in str(caught.value)
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"line {line}: ") == (line is not None)
 
 
 def test_items_without_a_first_line_are_named_by_their_text_and_empty_bullets_dropped() -> None:

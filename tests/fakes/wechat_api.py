@@ -8,21 +8,26 @@ docs as summarised in docs/channels.md, "WeChat Official Account"):
   issues a token valid 7200 s; normal mode hands out the current token while it is valid, force_refresh
   issues a new one and invalidates the old;
 - every other call: access_token present (41001) and valid (40001);
-- /cgi-bin/message/custom/send: a well-formed openid (40003), users outside the 48 h window (`outside_window`:
-  45015) or not following (`not_following`: 43004), text content at most 2048 bytes of UTF-8 (45002);
+- /cgi-bin/message/custom/send: a well-formed openid that is this account's (40003; `strangers` holds
+  well-formed ones that are not), users outside the 48 h window (`outside_window`: 45015) or not following
+  (`not_following`: 43004), text content at most 2048 bytes of UTF-8 (45002);
 - /cgi-bin/draft/add: at least one article with title, content and thumb_media_id (answers a media_id);
 - /cgi-bin/message/mass/sendall: a known media_id (40007), a repeated clientmsgid (45065), the daily quota
-  (`mass_quota`, 1 by default: 45028).
+  (`mass_quota`, 1 by default: 45028);
+- /cgi-bin/message/mass/preview (an editor's test send): msgtype mpnews with a media_id draft/add answered
+  (40007), `touser` an openid of this account as for custom/send (40003) that follows it (43004); uses no
+  quota, answers "preview success" with a msg_id.
 
 Successful sends are recorded in `received` (path and JSON payload); `token_requests` records the
 force_refresh flag of each stable_token call (never the secret); `paths` lists every request's path, known
 routes or not (a test can check that nothing was fetched at all).
 
-For the broadcast engine: `mass_sends` lists the successful mass sends (clientmsgid, media_id, msg_id);
+For the broadcast engine: `mass_sends` lists the successful mass sends (clientmsgid, media_id, msg_id),
+`previews_to(openid)` the media_ids previewed to a user and `draft(media_id)` the articles of a draft;
 `delivered()` counts the accepted customer-service texts by (openid, content), a count above 1 being a
 duplicate; `window_closed(openid)` puts a user outside the 48 h window (45015). `faults(FaultPlan)`
-(tests/fakes/faults.py) injects failures into message/custom/send (key: the openid) and
-message/mass/sendall (key: the clientmsgid, else the media_id):
+(tests/fakes/faults.py) injects failures into message/custom/send and message/mass/preview (key: the
+openid) and message/mass/sendall (key: the clientmsgid, else the media_id):
 
 - "500": HTTP 500 with a non-JSON body, as a failing gateway in front of the API answers; nothing sent;
 - "-1": WeChat's own errcode -1 "system error" (HTTP 200), to be retried later; nothing sent;
@@ -57,9 +62,10 @@ TOKEN_LIFETIME_SECONDS = 7200
 # Customer-service text; longer is 45002. 2048 is unofficial (docs/channels.md, "Passive reply").
 MAX_TEXT_BYTES = 2048
 _OPENID = re.compile(r"[A-Za-z0-9_-]{28,64}")
-FAULTS = ("500", "-1", "45009", "drop", "slow")  # what a FaultPlan may inject into the two send routes
+FAULTS = ("500", "-1", "45009", "drop", "slow")  # what a FaultPlan may inject into the three send routes
 CUSTOM_SEND = "/cgi-bin/message/custom/send"
 MASS_SENDALL = "/cgi-bin/message/mass/sendall"
+MASS_PREVIEW = "/cgi-bin/message/mass/preview"
 
 Method = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +80,13 @@ class Received:
 @dataclass(frozen=True, slots=True)
 class MassSend:
     clientmsgid: str | None
+    media_id: str
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    openid: str
     media_id: str
     msg_id: int
 
@@ -95,11 +108,14 @@ class FakeWeChatApi:
         self.token_requests: list[bool] = []  # force_refresh of each stable_token call
         self.outside_window: set[str] = set()
         self.not_following: set[str] = set()
+        # Well-formed openids that are not this account's (another account's, or made up): 40003.
+        self.strangers: set[str] = set()
         # Mass sends left; a verified subscription account has one a day (docs/channels.md, "Mass send";
         # https://developers.weixin.qq.com/doc/subscription/guide/product/message/Batch_Sends.html).
         # Tests may set it.
         self.mass_quota = mass_quota
         self.mass_sends: list[MassSend] = []
+        self.previews: list[Preview] = []
         self.error_count = 0  # calls answered with a non-zero errcode or an HTTP error
         self.injected: list[tuple[str, str | None]] = []  # (fault, key) of every fault a FaultPlan injected
         self._plan: FaultPlan | None = None
@@ -107,7 +123,7 @@ class FakeWeChatApi:
         self._closing: asyncio.Event | None = None
         self._valid_tokens: set[str] = set()
         self._stable_token: str | None = None  # what normal-mode stable_token hands out
-        self._media_ids: set[str] = set()
+        self._drafts: dict[str, list[dict[str, Any]]] = {}  # media_id -> the draft's articles
         self._client_msg_ids: set[str] = set()
         self._ids = itertools.count(1000)
         self._runner: web.AppRunner | None = None
@@ -131,12 +147,21 @@ class FakeWeChatApi:
             if call.path == CUSTOM_SEND and call.payload.get("touser") == openid
         ]
 
+    def previews_to(self, openid: str) -> list[str]:
+        """The media_ids of the drafts previewed to this user, in order."""
+        return [preview.media_id for preview in self.previews if preview.openid == openid]
+
+    def draft(self, media_id: str) -> list[dict[str, Any]]:
+        """The articles of a draft draft/add made (KeyError for a media_id it never answered)."""
+        return self._drafts[media_id]
+
     def window_closed(self, openid: str) -> None:
         """The user wrote nothing for 48 h: customer-service messages to them get 45015 from now on."""
         self.outside_window.add(openid)
 
     def faults(self, plan: FaultPlan | None) -> None:
-        """Inject the plan's faults into custom/send and mass/sendall from now on (None: no more)."""
+        """Inject the plan's faults into custom/send, mass/sendall and mass/preview from now on (None: no
+        more)."""
         if plan is not None:
             plan.check(FAULTS)
         self._plan = plan
@@ -169,6 +194,7 @@ class FakeWeChatApi:
         app.router.add_post(CUSTOM_SEND, self._wrap(self._custom_send, faulty=True))
         app.router.add_post("/cgi-bin/draft/add", self._wrap(self._draft_add))
         app.router.add_post(MASS_SENDALL, self._wrap(self._mass_sendall, faulty=True))
+        app.router.add_post(MASS_PREVIEW, self._wrap(self._mass_preview, faulty=True))
         app.router.add_get("/_fake/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -272,9 +298,7 @@ class FakeWeChatApi:
         return {"access_token": self._stable_token, "expires_in": TOKEN_LIFETIME_SECONDS}
 
     async def _custom_send(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        openid = payload.get("touser")
-        if not isinstance(openid, str) or not _OPENID.fullmatch(openid):
-            raise ApiError(40003, "invalid openid")
+        openid = self._openid(payload)
         if payload.get("msgtype") != "text":
             raise ApiError(40008, "invalid message type")  # the only type this fake knows
         text = payload.get("text")
@@ -301,14 +325,14 @@ class FakeWeChatApi:
             ):
                 raise ApiError(40007, "invalid media_id")
         media_id = f"media-{next(self._ids)}"
-        self._media_ids.add(media_id)
+        self._drafts[media_id] = articles
         self.received.append(Received(path, payload))
         return {"media_id": media_id}
 
     async def _mass_sendall(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         mpnews = payload.get("mpnews")
         media_id = mpnews.get("media_id") if isinstance(mpnews, dict) else None
-        if media_id not in self._media_ids:
+        if media_id not in self._drafts:
             raise ApiError(40007, "invalid media_id")
         client_msg_id = payload.get("clientmsgid")
         if isinstance(client_msg_id, str) and client_msg_id in self._client_msg_ids:
@@ -325,10 +349,32 @@ class FakeWeChatApi:
         )
         return {"errmsg": "send job submission success", "msg_id": message_id, "msg_data_id": message_id}
 
+    async def _mass_preview(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("msgtype") != "mpnews":
+            raise ApiError(40008, "invalid message type")  # the only type this fake previews
+        mpnews = payload.get("mpnews")
+        media_id = mpnews.get("media_id") if isinstance(mpnews, dict) else None
+        if not isinstance(media_id, str) or media_id not in self._drafts:
+            raise ApiError(40007, "invalid media_id")
+        openid = self._openid(payload)
+        if openid in self.not_following:
+            raise ApiError(43004, "require subscribe")
+        self.received.append(Received(path, payload))
+        message_id = next(self._ids)
+        self.previews.append(Preview(openid, media_id, message_id))
+        return {"errmsg": "preview success", "msg_id": message_id}
+
+    def _openid(self, payload: dict[str, Any]) -> str:
+        """The request's `touser`, when it is a well-formed openid of this account (else 40003)."""
+        openid = payload.get("touser")
+        if not isinstance(openid, str) or not _OPENID.fullmatch(openid) or openid in self.strangers:
+            raise ApiError(40003, "invalid openid")
+        return openid
+
 
 def _fault_key(path: str, payload: dict[str, Any]) -> str | None:
     """What a request is about, for FaultPlan.draw: the user, or the broadcast."""
-    if path == CUSTOM_SEND:
+    if path in (CUSTOM_SEND, MASS_PREVIEW):
         touser = payload.get("touser")
         return touser if isinstance(touser, str) else None
     client_msg_id = payload.get("clientmsgid")

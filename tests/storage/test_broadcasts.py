@@ -12,7 +12,7 @@ import pytest
 
 from channels.registry import channel_registry
 from content.errors import BadInput, Conflict, NotFound
-from storage.broadcasts import BroadcastState, BroadcastStore, DeliveryKind, DeliveryState, Recipient
+from storage.broadcasts import Audience, BroadcastState, BroadcastStore, DeliveryKind, DeliveryState
 from storage.database import Database
 from storage.deliveries import DeliveryLedger, Result
 from storage.ratelimit import LocalRate, SharedRate
@@ -96,8 +96,7 @@ async def test_audience_rule_skips_with_its_reason_and_wechat_text_adds_follower
 ) -> None:
     await _people(db, clock)
 
-    def only_without_topics(recipient: Recipient) -> str | None:
-        return "topics do not match" if recipient.topics else None
+    only_without_topics = Audience(topics=lambda topics: "topics do not match" if topics else None)
 
     broadcasts = BroadcastStore(db, clock=clock)
     preview = await broadcasts.preview(
@@ -343,3 +342,30 @@ def test_kinds_are_stable_values() -> None:
     # Stored in the database: renaming one would orphan existing rows.
     assert [kind.value for kind in DeliveryKind] == ["direct", "mass"]
     assert [state.value for state in DeliveryState] == ["pending", "sending", "sent", "failed", "skipped"]
+
+
+async def test_progress_counts_states_uncertain_rows_and_the_last_minute_in_one_scan(
+    db: Database, clock: Clock
+) -> None:
+    await _people(db, clock, telegram=4, email=0)
+    broadcasts = BroadcastStore(db, clock=clock)
+    broadcast = (await broadcasts.start(DAY, ["telegram", "wechat"], kinds=channel_kinds)).broadcast
+    ledger = DeliveryLedger(db, clock=clock)
+    first, second, third, _still_sending = await ledger.claim("w", ["telegram"], 10, LEASE)
+    old = [Result(first.id, DeliveryState.SENT, parts_done=1, uncertain=True)]
+    await ledger.record("w", old, LEASE)
+    clock.advance(seconds=61)  # that send is out of the rate's minute now; the uncertainty stays
+    await ledger.record(
+        "w",
+        [
+            Result(second.id, DeliveryState.SENT, parts_done=1),
+            Result(third.id, DeliveryState.FAILED, parts_done=0, error="refused", uncertain=True),
+        ],
+        LEASE,
+    )
+    progress = await broadcasts.progress(broadcast.id)
+    assert progress.counts == {
+        "telegram": {"sent": 2, "failed": 1, "sending": 1},
+        "wechat": {"pending": 1},
+    }
+    assert (progress.uncertain, progress.sent_last_minute) == (2, 1)

@@ -148,6 +148,7 @@ async def test_postgres_schema_holds_the_tables(db: Database) -> None:
         assert schema.startswith("jianbao_test_")
         assert list(tables) == [
             "alembic_version",
+            "audit_entry",
             "broadcast",
             "delivery",
             "editor",

@@ -36,6 +36,7 @@ TABLES = {
     "rate_limit",
     "editor",
     "editor_session",
+    "audit_entry",
 }
 
 
@@ -49,8 +50,8 @@ def schema_differences(connection: Connection) -> list[object]:
 
 
 def test_migrations_have_one_head() -> None:
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0005"]
-    assert head_revision() == "0005"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0006"]
+    assert head_revision() == "0006"
 
 
 async def test_empty_database_has_no_tables(empty_db: Database) -> None:
@@ -64,7 +65,7 @@ async def test_migrate_creates_the_tables_at_head(empty_db: Database) -> None:
 
     async with empty_db.engine.connect() as connection:
         assert await connection.run_sync(table_names) == TABLES | {"alembic_version"}
-        assert await connection.run_sync(current_revision) == "0005"
+        assert await connection.run_sync(current_revision) == "0006"
 
 
 async def test_migrated_schema_matches_the_table_models(db: Database) -> None:
@@ -192,4 +193,4 @@ async def test_services_migrating_at_once_take_turns(empty_db: Database, tmp_pat
     results = [await asyncio.wait_for(process.communicate(), 60) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [err.decode() for _, err in results]
     async with empty_db.engine.connect() as connection:
-        assert await connection.run_sync(current_revision) == "0005"
+        assert await connection.run_sync(current_revision) == "0006"
