@@ -209,6 +209,26 @@ SCRIPTS = [
         ],
     ),
     Script(
+        "console",
+        ["scripts/bench_console.py", "--requests", "100", "--seconds", "10"],
+        ["scripts/bench_console.py"],
+        [
+            Figure(
+                "console pages, worst p95 ms (1M subscribers)",
+                r"console pages: worst p95 ([\d.]+) ms",
+                "< 200 ms (issue 14)",
+                below(200),
+            ),
+            Figure(
+                "keyword p99 ms while 5 editors watch",
+                r"keyword p99 with 5 editors polling \S+: ([\d.]+) ms vs [\d.]+ ms with nobody watching "
+                r"\(bound (?P<bound>[\d.]+) ms\)",
+                "not worse than unwatched (issue 14)",
+                below(0),
+            ),
+        ],
+    ),
+    Script(
         "crash",
         CRASH_TEST,
         CRASH_TEST,  # one size: the test's own

@@ -18,9 +18,11 @@ import functools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from cachetools import LRUCache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from multidict import MultiDictProxy
 
@@ -40,6 +42,7 @@ SESSION_HOURS = 12
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 15 * 60
 MAX_NAME_CHARS = 64
+PREVIEWS_KEPT = 16  # issues (full and digest) whose previews are kept rendered
 # htmx, vendored under /static (templates/site/static/vendor/README.md says how to update it).
 HTMX_SCRIPT = "vendor/htmx-2.0.11.min.js"
 
@@ -67,6 +70,10 @@ class ConsoleState:
     # panel polled by ten editors costs one count every two seconds, not ten.
     progress: ProgressSnapshots
     audiences: AudienceSnapshots
+    # Rendered previews by (date, content hash, digest) and frames by (date, content hash, channel):
+    # rendering every channel costs ~100 ms of CPU, and an issue's preview only changes with its content.
+    previews: LRUCache[tuple[object, ...], Any]
+    frames: LRUCache[tuple[object, ...], Any]
 
 
 CONSOLE = web.AppKey("console", ConsoleState)
@@ -98,6 +105,8 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         failures_by_address=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
         progress=ProgressSnapshots(BroadcastStore(services.storage.database)),
         audiences=AudienceSnapshots(),
+        previews=LRUCache(maxsize=PREVIEWS_KEPT),
+        frames=LRUCache(maxsize=PREVIEWS_KEPT * 2),
     )
     try:
         yield

@@ -19,7 +19,7 @@ import datetime as dt
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from bot.console.auth import EDITOR, render, require_editor
+from bot.console.auth import CONSOLE, EDITOR, render, require_editor
 from bot.console.previews import channel_previews, frame_document
 from bot.http_policy import IFRAME_CONTENT_SECURITY_POLICY
 from bot.rendering import Renderer
@@ -172,9 +172,13 @@ async def _issue_page(request: web.Request, *, notice: str, status: int = 200) -
     date = route_date(request)
     issue = await load_issue(services, date)
     digest = request.query.get("digest") == "1"
-    previews = await asyncio.to_thread(
-        channel_previews, services.settings, services.channels, issue, digest=digest
-    )
+    cache, key = request.app[CONSOLE].previews, (date, issue.content_hash, digest)
+    previews = cache.get(key)
+    if previews is None:
+        previews = await asyncio.to_thread(
+            channel_previews, services.settings, services.channels, issue, digest=digest
+        )
+        cache[key] = previews
     if request.method == "GET":
         detail = "digest" if digest else ""
         await audit(request).record(request[EDITOR].name, "preview", issue_subject(date), detail)
@@ -204,10 +208,14 @@ async def frame(request: web.Request) -> web.Response:
     if name not in services.channels:
         raise NotFound(f"no channel {name[:20]!r}")
     issue = await load_issue(services, date)
-    try:
-        html = await asyncio.to_thread(frame_document, services.settings, services.channels, issue, name)
-    except DoesNotFit as error:
-        raise BadInput(f"{name}: {error}") from None
+    cache, key = request.app[CONSOLE].frames, (date, issue.content_hash, name)
+    html = cache.get(key)
+    if key not in cache:
+        try:
+            html = await asyncio.to_thread(frame_document, services.settings, services.channels, issue, name)
+        except DoesNotFit as error:
+            raise BadInput(f"{name}: {error}") from None
+        cache[key] = html
     if html is None:
         raise NotFound(f"{name} has no framed preview")
     response = web.Response(text=html, content_type="text/html")

@@ -132,3 +132,31 @@ async def test_an_editor_brings_in_previews_tests_schedules_and_watches_an_issue
     await expect(table).to_contain_text(f"issue {NEW_DAY}")
     await expect(table).to_contain_text(f"telegram → {EDITOR_CHAT}")
     await screenshot(page, "console-audit")
+
+
+async def test_without_javascript_every_form_still_works_and_progress_refreshes_itself(
+    console_server: ConsoleServer, open_page: OpenPage
+) -> None:
+    page = await open_page(javascript=False)
+    await sign_in(page, EDITOR, PASSWORD)
+    await page.goto("/console/issues/new")
+    await page.get_by_label("或者粘贴 Markdown").fill(_issue_text())
+    imported = await submit(page, "检查并导入")
+    assert imported.status == 200
+    assert page.url.endswith(f"/console/issues/{NEW_DAY}")
+    await page.get_by_label("地址").fill(EDITOR_CHAT)
+    await page.get_by_label("渠道").select_option("telegram")
+    assert (await submit(page, "试发")).status == 200
+    await page.get_by_role("link", name="发送…").click()
+    for name in ("WeChat", "WeCom group robot (企业微信群机器人)", "Feishu group bot (飞书群机器人)"):
+        box = page.get_by_role("checkbox", name=name)
+        if await box.is_checked():
+            await box.uncheck()
+    started = await submit(page, "发送")
+    assert started.status == 200
+    # No htmx: the page asks the browser to reload it (a <noscript> refresh) until the broadcast is done.
+    await expect(page.locator("#progress .state")).to_have_text("完成", timeout=DONE_TIMEOUT_MS)
+    paused = page.get_by_role("button", name="暂停")
+    assert await paused.count() == 0  # nothing left to pause once done
+    for chat in console_server.subscribers:
+        assert console_server.telegram.sent_to(chat)
