@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import secrets
+import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,11 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         autoescape=select_autoescape(default=True),
         undefined=StrictUndefined,
     )
+    # Every time on a console page is in the newsletter's own zone (JIANBAO_TIMEZONE), the one a
+    # scheduled send is typed in, and says so.
+    zone = local_zone(services.settings.timezone)
+    templates.globals["zone"] = str(zone)
+    templates.filters["local"] = lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
     app[CONSOLE] = ConsoleState(
         editors=EditorStore(services.storage.database),
         templates=templates,
@@ -114,6 +120,13 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         # Counts still running are cancelled before storage closes (this context ends first).
         await app[CONSOLE].progress.close()
         await app[CONSOLE].audiences.close()
+
+
+def local_zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
 
 
 def render(request: web.Request, template: str, *, status: int = 200, **values: object) -> web.Response:

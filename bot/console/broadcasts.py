@@ -18,14 +18,13 @@ seconds however many watch, none once nobody does. scripts/bench_console.py meas
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_time
-from bot.console.auth import CONSOLE, EDITOR, render, require_editor
+from bot.console.auth import CONSOLE, EDITOR, local_zone, render, require_editor
 from bot.console.issues import ISSUE, audit, load_issue, route_date
 from bot.services import SERVICES
 from content.errors import BadInput, JianbaoError, NotFound
@@ -62,10 +61,7 @@ def broadcast_control(request: web.Request) -> BroadcastControl:
 
 
 def _zone(request: web.Request) -> dt.tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(request.app[SERVICES].settings.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
+    return local_zone(request.app[SERVICES].settings.timezone)
 
 
 # --- starting -----------------------------------------------------------------------------------------
@@ -163,7 +159,7 @@ async def start_broadcast(request: web.Request) -> web.Response:
         raise TypeError("a console send came back as a dry run")
     broadcast = report.broadcast
     if report.created or report.pending:
-        detail = f"{', '.join(chosen)}; {'at ' + moment.isoformat() if moment else 'now'}"
+        detail = f"{', '.join(chosen)}; {'at ' + moment.astimezone(_zone(request)).strftime('%Y-%m-%d %H:%M:%S %Z') if moment else 'now'}"
         await audit(request).record(
             request[EDITOR].name, "send", issue_subject(date), f"broadcast {broadcast.id}: {detail}"
         )
