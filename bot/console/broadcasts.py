@@ -159,7 +159,8 @@ async def start_broadcast(request: web.Request) -> web.Response:
         raise TypeError("a console send came back as a dry run")
     broadcast = report.broadcast
     if report.created or report.pending:
-        detail = f"{', '.join(chosen)}; {'at ' + moment.astimezone(_zone(request)).strftime('%Y-%m-%d %H:%M:%S %Z') if moment else 'now'}"
+        when = moment.astimezone(_zone(request)).strftime("at %Y-%m-%d %H:%M:%S %Z") if moment else "now"
+        detail = f"{', '.join(chosen)}; {when}"
         await audit(request).record(
             request[EDITOR].name, "send", issue_subject(date), f"broadcast {broadcast.id}: {detail}"
         )
