@@ -10,7 +10,7 @@ import csv
 import datetime as dt
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,6 +27,16 @@ from bot.importing import import_paths
 from bot.rendering import Renderer
 from bot.services import open_storage
 from bot.settings import Settings, load_settings
+from bot.subscriber_csv import (
+    CSV_COLUMNS,
+    NotCsv,
+    NotUtf8,
+    WrongHeader,
+    csv_cells,
+    decode_csv,
+    parse_subscriber_csv,
+    subscriber_record,
+)
 from channels.fitting import DoesNotFit
 from channels.registry import ChannelRegistry, channel_registry
 from content.demo import demo_issue_dir
@@ -317,18 +327,16 @@ def _print_issue(issue: Issue, console: Console) -> None:
 
 subscribers_app = typer.Typer(
     name="subscribers",
-    help="The subscribers of every channel: add, remove, list, import from CSV, export.",
+    help="The subscribers of every channel: add, remove, erase, list, import from CSV, export.",
     no_args_is_help=True,
 )
 app.add_typer(subscribers_app, name="subscribers")
 
-# CSV columns: the first three are what an editor writes; export adds the rest, and import reads `status`
-# so that re-importing an export does not bring back anyone who left.
-CSV_COLUMNS = ("channel", "address", "topics", "status", "created_at", "confirmed_at", "left_at")
-# Import also reads `secret`: the credential some channels keep with an address (a Feishu robot's signing
-# secret). Export leaves it out: a subscriber list is passed around more freely than a secret should be.
+# CSV columns (bot/subscriber_csv.py): import reads `status` and `secret`; export writes no secret.
 
 
+# Who the audit trail says erased a subscriber from the command line.
+ERASE_ACTOR = "cli"
 # Telegram group ids are negative: let "-100123" through as an argument rather than an unknown option.
 _NEGATIVE_IDS = {"ignore_unknown_options": True}
 
@@ -385,6 +393,28 @@ def subscribers_remove_command(
     sys.stdout.write(f"removed: {channel} {address}\n")
 
 
+@subscribers_app.command("erase", context_settings=_NEGATIVE_IDS)
+def subscribers_erase_command(
+    channel: Annotated[str, typer.Argument(help="A registered channel: wechat, telegram, email, ...")],
+    address: Annotated[str, typer.Argument(help="An openid, a chat id, an email address, a robot's URL.")],
+) -> None:
+    """Erase someone completely (a privacy request): their row and deliveries are deleted, their address is
+    cut out of every other record, and the audit trail keeps "erase, subscriber ID" without it."""
+    settings = load_settings()
+    channels = _registry("erase", settings)
+    address = _subscriber_input("erase", lambda: channels.check_address(channel, address))
+
+    async def work() -> bool:
+        async with open_storage(settings) as storage:
+            store = SubscriberStore(storage.database, keys=channels.address_key)
+            return await store.erase(channel, address, actor=ERASE_ACTOR)
+
+    if not _run(work()):
+        _fail(f"erase: no such subscriber: {channel} {address}", code=1)
+    # The address is not echoed: what a terminal's scrollback keeps is a record too.
+    sys.stdout.write(f"erased: one {channel} subscriber\n")
+
+
 @subscribers_app.command("list")
 def subscribers_list_command(
     channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
@@ -394,7 +424,7 @@ def subscribers_list_command(
     """List subscribers in the order they came."""
     rows = _all_subscribers("list", channel, status)
     if as_json:
-        _emit_json([_subscriber_dict(row) for row in rows])
+        _emit_json([subscriber_record(row) for row in rows])
         return
     table = Table(title=f"{len(rows)} subscribers", title_justify="left")
     for column in ("id", "channel", "address", "status", "topics", "since"):
@@ -419,15 +449,11 @@ def subscribers_export_command(
     """Write every subscriber to stdout, as CSV (the columns `import` reads first) or JSON."""
     rows = _all_subscribers("export", None, None)
     if as_json:
-        _emit_json([_subscriber_dict(row) for row in rows])
+        _emit_json([subscriber_record(row) for row in rows])
         return
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        record = _subscriber_dict(row)
-        writer.writerow(
-            [";".join(row.topics) if name == "topics" else record[name] or "" for name in CSV_COLUMNS]
-        )
+    writer.writerows(csv_cells(row) for row in rows)
 
 
 @subscribers_app.command("import")
@@ -459,65 +485,21 @@ def subscribers_import_command(
 
 def _read_subscriber_csv(
     path: Path, channels: ChannelRegistry
-) -> tuple[list[tuple[int, ImportRow]], list[tuple[int, str]]]:
-    """The good rows of a subscriber CSV and the bad ones as (line, reason); the whole file is read before
-    anything is written, so a file that is not CSV at all changes nothing."""
-    lines = _csv_lines(path)
-    if not lines or isinstance(lines[0][1], str):
-        _fail(f"import: {path} is empty or its first line is not CSV", code=1)
-    header = [name.strip().lower() for name in lines[0][1]]
-    if "channel" not in header or "address" not in header:
-        _fail(f"import: the first line of {path} must be the header channel,address,topics", code=2)
-    rows: list[tuple[int, ImportRow]] = []
-    bad: list[tuple[int, str]] = []
-    for line, record in lines[1:]:
-        if isinstance(record, str):
-            bad.append((line, record))
-            continue
-        if not any(cell.strip() for cell in record):
-            continue  # blank lines are not rows
-        if len(record) != len(header):
-            bad.append((line, f"{len(record)} columns where the header has {len(header)}"))
-            continue
-        cells = dict(zip(header, (cell.strip() for cell in record), strict=True))
-        if cells.get("status", "active").lower() not in ("", "active", "pending"):
-            continue  # an export's unsubscribed, blocked and bounced rows stay out
-        channel = cells["channel"].lower()
-        try:
-            address = channels.check_address(channel, cells["address"])
-            secret = channels.get(channel).check_secret(cells.get("secret") or None)
-            topics = normalise_topics([cells.get("topics", "")])
-            rows.append((line, ImportRow(channel, address, topics, secret)))
-        except BadInput as exc:
-            bad.append((line, exc.message))
-    return rows, bad
-
-
-def _csv_lines(path: Path) -> list[tuple[int, list[str] | str]]:
+) -> tuple[tuple[tuple[int, ImportRow], ...], tuple[tuple[int, str], ...]]:
+    """The good rows of a subscriber CSV and the bad ones as (line, reason) (bot/subscriber_csv.py)."""
     try:
-        # utf-8-sig: what Excel saves as "CSV UTF-8" starts with a byte order mark.
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return list(_csv_records(csv.reader(handle)))
+        parsed = parse_subscriber_csv(decode_csv(path.read_bytes()), channels)
     except OSError as exc:
         _fail(f"import: cannot read {path}: {exc.strerror or exc}", code=1)
-    except UnicodeDecodeError:
+    except NotUtf8:
         _fail(f"import: {path} is not UTF-8 text", code=1)
+    except NotCsv:
+        _fail(f"import: {path} is empty or its first line is not CSV", code=1)
+    except WrongHeader:
+        _fail(f"import: the first line of {path} must be the header channel,address,topics", code=2)
+    else:
+        return parsed.rows, parsed.bad
     raise AssertionError("unreachable")
-
-
-def _csv_records(reader: Any) -> Iterator[tuple[int, list[str] | str]]:
-    """(first line, cells) per record, or (line, reason) for a record the csv module cannot read."""
-    line = 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield line, f"not CSV: {exc}"
-        else:
-            yield line, record
-        line = reader.line_num + 1
 
 
 def _subscriber_input(command: str, check: Callable[[], T]) -> T:
@@ -548,22 +530,6 @@ def _all_subscribers(command: str, channel: str | None, status: str | None) -> l
         return found
 
     return _run(work())
-
-
-def _subscriber_dict(row: Subscriber) -> dict[str, Any]:
-    def moment(value: dt.datetime | None) -> str | None:
-        return None if value is None else value.isoformat(timespec="seconds")
-
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "address": row.address,
-        "status": str(row.status),
-        "topics": list(row.topics),
-        "created_at": moment(row.created_at),
-        "confirmed_at": moment(row.confirmed_at),
-        "left_at": moment(row.left_at),
-    }
 
 
 def _broadcast_commands() -> None:

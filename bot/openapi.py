@@ -45,6 +45,17 @@ def _counts(keys: list[str], description: str) -> dict[str, Any]:
     }
 
 
+# A broadcast's figures on one channel (storage/broadcast_stats.py), with what each counts.
+_CHANNEL_FIGURES = {
+    "sent": "deliveries sent (the uncertain ones included)",
+    "failed": "deliveries that failed for another reason than blocked or bounced",
+    "blocked": "deliveries the platform refused: the subscriber blocked us",
+    "bounced": "deliveries the mail server refused (hard bounce)",
+    "skipped": "deliveries never sent (topics, 48 h window, cancelled)",
+    "uncertain": "sent, but a timeout left it open: maybe delivered, never resent",
+    "clicks": "counted clicks on the issue's links on this channel",
+    "unique_clicks": "clickers counted once per link",
+}
 _ISO_TIME = {"type": "string", "description": "ISO 8601 time in UTC, e.g. 2020-07-03T00:00:00+00:00"}
 
 
@@ -204,6 +215,60 @@ def _schemas(channels: Sequence[str]) -> dict[str, Any]:
                 },
             ]
         },
+        "BroadcastStats": {
+            "type": "object",
+            "description": (
+                "What a broadcast came to (the same as `jianbao broadcast stats --json`): deliveries per "
+                "channel by outcome, the clicks on its links, unsubscribes within 7 days of its start"
+            ),
+            "required": ["date", "channels", "links", "unsubscribes", "filtered_clicks"],
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "channels": {
+                    "type": "object",
+                    "propertyNames": _CHANNEL,
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": list(_CHANNEL_FIGURES),
+                        "properties": {
+                            name: {"type": "integer", "minimum": 0, "description": description}
+                            for name, description in _CHANNEL_FIGURES.items()
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+                "links": {
+                    "type": "array",
+                    "description": "the tracked links on the broadcast's channels, most clicked first",
+                    "items": {
+                        "type": "object",
+                        "required": ["url", "section", "title", "clicks", "unique_clicks"],
+                        "properties": {
+                            "url": {"type": "string"},
+                            "section": {"type": "string", "description": "the item's section, or empty"},
+                            "title": {"type": "string", "description": "the item's title, or empty"},
+                            "clicks": {"type": "integer", "minimum": 0},
+                            "unique_clicks": {"type": "integer", "minimum": 0},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+                "unsubscribes": {
+                    "type": "object",
+                    "description": (
+                        "per channel, subscribers who unsubscribed within 7 days of the broadcast's start "
+                        "(attributed by time, not by link)"
+                    ),
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+                "filtered_clicks": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "clicks not counted: previews, scanners, repeats",
+                },
+            },
+            "additionalProperties": False,
+        },
         "DryRun": {
             "type": "object",
             "required": ["dry_run", "date", "channels", "audience", "payloads"],
@@ -288,7 +353,7 @@ _LINKS = {
         "parameters": {"id": "$response.body#/id"},
     }
     for operation in ("get", "pause", "resume", "cancel")
-}
+} | {"getBroadcastStats": {"operationId": "getBroadcastStats", "parameters": {"id": "$response.body#/id"}}}
 
 PATHS: dict[str, Any] = {
     "/api/status": {
@@ -323,6 +388,15 @@ PATHS: dict[str, Any] = {
             "summary": "A broadcast with its delivery counts, rate and ETA",
             "parameters": [_BROADCAST_ID],
             "responses": {"200": _json_body(_ref("BroadcastStatus"), "the broadcast")}
+            | _answers("NotFound", *_ALWAYS),
+        }
+    },
+    "/api/broadcasts/{id}/stats": {
+        "get": {
+            "operationId": "getBroadcastStats",
+            "summary": "What a broadcast came to per channel, its links' clicks, unsubscribes after it",
+            "parameters": [_BROADCAST_ID],
+            "responses": {"200": _json_body(_ref("BroadcastStats"), "the figures")}
             | _answers("NotFound", *_ALWAYS),
         }
     },

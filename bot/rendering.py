@@ -36,6 +36,10 @@ class Renderer:
             tracking=self._settings.track_links,
             utm=self._settings.utm,
             secret=self._secret,
+            # Only a channel that personalises each delivery can give a link its reader's id.
+            readers=self._settings.track_subscribers
+            and channel in self.channels
+            and self.channels.get(channel).personal_links,
         )
 
     def document(self, issue: Issue, channel: str) -> IssueDocument:

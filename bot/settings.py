@@ -34,6 +34,13 @@ class Settings(BaseSettings, ChannelSettings):
         default=False,
         description="Rewrite links to PUBLIC_URL/r/TOKEN to count clicks (needs PUBLIC_URL).",
     )
+    track_subscribers: bool = Field(
+        default=False,
+        description=(
+            "Keep each subscriber's clicks (with TRACK_LINKS): a mail's tracked links carry the reader's "
+            "signed id, and the console shows their clicks. Off: clicks are counted per link only."
+        ),
+    )
     utm: bool = Field(default=False, description="Add utm_source/utm_medium/utm_campaign to outgoing links.")
     admin_token: str = Field(
         default="",

@@ -8,6 +8,10 @@
   is an HMAC of (channel, issue, url) with the secret key: deterministic, so rendering stays a pure
   function, and unguessable, so nobody can mint a redirect. The caller stores the token -> URL pairs
   listed in `links`; the redirect route answers only tokens it has stored (no open redirect).
+- Per-reader clicks (JIANBAO_TRACK_SUBSCRIBERS), on a channel that personalises each delivery (email):
+  the tracking links are marked `per_reader`, and that channel's renderer gives them a query the
+  personalisation fills in with the reader's signed id (channels/email/render.py). The token stays the
+  same for every reader: the page is rendered once, and the link table holds one row per link.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class LinkPolicy:
     tracking: bool = False
     utm: bool = False
     secret: bytes | None = None  # signs tracking tokens; required when tracking is on
+    readers: bool = False  # tracking links may carry each reader's id (see the module's docstring)
 
     def __post_init__(self) -> None:
         if self.tracking and self.public_url and not self.secret:
@@ -51,6 +56,7 @@ class RewrittenLink:
     original: str
     rendered: str
     token: str | None = None  # the tracking token, when `rendered` is a tracking link
+    per_reader: bool = False  # a tracking link the channel's personalisation may give the reader's id
 
     def to_dict(self) -> dict[str, str | None]:
         return {"original": self.original, "rendered": self.rendered, "token": self.token}
@@ -94,7 +100,8 @@ class LinkRewriter:
         if self.policy.tracks and not (self.policy.channel == "wechat" and is_wechat_article(absolute)):
             # Inside WeChat an article link must stay an mp.weixin.qq.com link to remain a link at all.
             token = tracking_token(self.policy.secret or b"", self.policy.channel, self.issue_date, absolute)
-            return RewrittenLink(absolute, f"{self.policy.public_url}/r/{token}", token)
+            rendered = f"{self.policy.public_url}/r/{token}"
+            return RewrittenLink(absolute, rendered, token, per_reader=self.policy.readers)
         return RewrittenLink(url, absolute)
 
     def _absolute(self, url: str) -> str | None:

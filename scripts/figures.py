@@ -229,6 +229,26 @@ SCRIPTS = [
         ],
     ),
     Script(
+        "analytics",
+        ["scripts/bench_analytics.py", "--requests", "100", "--seconds", "10"],
+        ["scripts/bench_analytics.py"],
+        [
+            Figure(
+                "analytics pages, worst p95 ms (2M clicks)",
+                r"analytics pages: worst p95 ([\d.]+) ms",
+                "< 300 ms (issue After the send)",
+                below(300),
+            ),
+            Figure(
+                "/r/ p99 ms while 5 editors view stats",
+                r"/r/ p99 while viewed: ([\d.]+) ms",
+                "< 5 ms (issue After the send)",
+                below(5),
+            ),
+            Figure("/r/ clicks not recorded", r"clicks sent to /r/ \d+, .*, lost (-?\d+)", "0", zero),
+        ],
+    ),
+    Script(
         "crash",
         CRASH_TEST,
         CRASH_TEST,  # one size: the test's own

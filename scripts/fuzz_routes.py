@@ -22,8 +22,13 @@ the password check rather than the per-address limit); it also signs out, ending
 own, never the one `console` uses. `console` fuzzes every page and action of the
 console with the session cookie of a real sign-in made before the fuzzing, and with the CSRF pair the
 sign-in page hands out; a valid broadcast form starts a real broadcast (the worker being off, it sends
-nothing). Requests of either that must be refused whatever else they hold (no session or a wrong one, a
-wrong CSRF pair on a POST, a wrong password) are judged as refusals even when they are answered 303,
+nothing). It also fuzzes the figures after a send (stats pages and CSVs, link fixes with the seeded
+broadcast's real tracked URLs and hostile ones, issues compared) and the subscriber desk (search, a
+subscriber's page, status and topic changes, erasure: mostly without its confirm box, which must be
+refused, rarely a real one of a subscriber seeded for it; CSV imports, whose confirm step with a tampered
+HMAC or payload must be refused; exports, growth). Requests of either that must be refused whatever else
+they hold (no session or a wrong one, a wrong CSRF pair on a POST, a wrong password, an erasure without
+its box ticked, a tampered import confirmation) are judged as refusals even when they are answered 303,
 and such a request that is accepted (2xx, or 3xx to a POST) is a failure of its own.
 
 For each route, hypothesis generates --per-route requests: well-formed ones (valid signatures over
@@ -38,8 +43,11 @@ over a raw socket). Requests go one at a time, so that each is judged alone:
 - after a refused request (4xx, 5xx or no answer) the database must not have changed: the row count of
   every table ("rows stored by refused requests"), and the content of every table ("rows changed by
   refused requests"; the issue tables by a fingerprint, see FINGERPRINT_COLUMNS; SQLite's data_version
-  says when anything was committed, so unchanged databases cost one PRAGMA). Accepted requests may
-  store: a sign-up stores a pending row, a console page view an audit entry;
+  says when anything was committed, so unchanged databases cost one PRAGMA; the click tables, click,
+  click_hour and broadcast_tally among them). Accepted requests may store and change: a sign-up stores a
+  pending row, a console page view an audit entry, a link fix a link's URL, the desk a subscriber's status
+  or topics, an erasure or an import the subscribers. A click on /r/{token} is written up to a second
+  after its 302 (bot/click_buffer.py): the judge waits for it (SETTLE_SECONDS) before the next request;
 - the server must still answer /healthz after every route, and at the end.
 
 Then schemathesis (its CLI) runs against /api/openapi.json with the admin token: every operation,
@@ -59,12 +67,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import hmac
 import http.client
+import io
 import itertools
 import json
 import os
@@ -100,13 +110,15 @@ from yarl import URL
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.tokens import Purpose, SubscriberTokens  # noqa: E402
+from bot.tokens import Purpose, ReaderIds, SubscriberTokens  # noqa: E402
 from content.demo import demo_issue_dir  # noqa: E402
 from content.source import MAX_ISSUE_BYTES  # noqa: E402
+from storage.broadcasts import BroadcastStore  # noqa: E402
+from storage.clicks import ClickEvent, ClickStore  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.issues import IssueStore  # noqa: E402
 from storage.links import LinkStore  # noqa: E402
-from storage.subscribers import SubscriberStore  # noqa: E402
+from storage.subscribers import MAX_TOPIC_LENGTH, MAX_TOPICS, SubscriberStatus, SubscriberStore  # noqa: E402
 from tests.bot.helpers import minimal_issue  # noqa: E402
 from tests.bot.wechat_helpers import encrypt  # noqa: E402
 from tests.fakes.feishu_api import running_fake_feishu  # noqa: E402
@@ -145,6 +157,9 @@ HEALTH_TIMEOUT_SECONDS = 10.0
 # Malformed HTTP is answered (400) or dropped at once; waiting longer only finds a parser waiting for more.
 RAW_TIMEOUT_SECONDS = 5.0
 SERVER_START_SECONDS = 60.0
+# A click on /r/{token} is written within a second (bot/click_buffer.py FLUSH_SECONDS); this is how long
+# the judge waits for it at most.
+SETTLE_SECONDS = 3.0
 # Each route stops at this many seconds even before --per-route requests (the run must end by itself).
 DEFAULT_ROUTE_SECONDS = 1200.0
 SCHEMATHESIS_SECONDS = 600.0
@@ -195,6 +210,11 @@ class Context:
     console_csrf: tuple[str, str, str] = ("", "", "")  # the pair GET /console/sign-in hands out
     console_session: str = ""  # EDITOR's session cookie, from a real sign-in; never ended by a request
     spare_session: str = ""  # another of EDITOR's sessions, for sign-outs to end
+    fix_urls: tuple[str, ...] = ()  # the tracked URLs of the seeded broadcast's issue (POST .../links)
+    subscriber_ids: tuple[int, ...] = ()  # every seeded subscriber's id
+    desk_ids: tuple[int, ...] = ()  # subscribers only the desk's actions use (a real erase takes one)
+    reader_ids: tuple[str, ...] = ()  # valid `s` of /r/{token}: signed ids of seeded subscribers
+    stale_reader_ids: tuple[str, ...] = ()  # signed right, for ids no subscriber has
 
 
 @dataclass
@@ -208,6 +228,9 @@ class Request:
     # Refused whatever else it holds (no session, a wrong CSRF pair, a wrong password): judged as a
     # refusal even when answered 303, and a failure when accepted (2xx, or 3xx to anything but GET/HEAD).
     must_refuse: bool = False
+    # Answered at once but written later (a click on /r/{token}, recorded in batches each second): when
+    # accepted, the judge waits for that write before the next request, so that it is not blamed on one.
+    settle: bool = False
 
     def summary(self, limit: int = 300) -> str:
         if self.raw is not None:
@@ -1272,8 +1295,15 @@ def _mutated(token: str, number: int) -> str:
 
 
 def token_route(
-    prefix: str, methods: list[str], pool: Callable[[Context], tuple[str, ...]], *, bodies: bool = False
+    prefix: str,
+    methods: list[str],
+    pool: Callable[[Context], tuple[str, ...]],
+    *,
+    bodies: bool = False,
+    settle: bool = False,
 ) -> st.SearchStrategy[Recipe]:
+    """Requests of `prefix`/{token}; `settle`: a GET's accepted answer writes later (Request.settle)."""
+
     @st.composite
     def requests(draw: st.DrawFn) -> Recipe:
         token = draw(token_value(pool))
@@ -1295,11 +1325,70 @@ def token_route(
             value = token(ctx)
             segment = quote(value.encode("utf-8", "surrogateescape"), safe="" if encode else "/")
             headers = [("Content-Type", content_type)] if body is not None else []
-            return Request(method, f"{prefix}/{segment}{tail}", headers, body)
+            target = f"{prefix}/{segment}{tail}"
+            return Request(method, target, headers, body, settle=settle and method == "GET")
 
         return build
 
     return st.one_of(requests(), requests(), requests(), garbage_for(f"{prefix}/x", methods))
+
+
+@st.composite
+def redirect_reader(draw: st.DrawFn) -> Recipe:
+    """GET /r/{token}?s=...: a stored link's token (or one off) with the reader id a subscriber's mail
+    carries (JIANBAO_TRACK_SUBSCRIBERS): a valid one, one for no subscriber, one character off, forged,
+    long, garbage, several, empty."""
+    token = draw(token_value(lambda ctx: ctx.link_tokens))
+    how = draw(
+        st.sampled_from(
+            [
+                "valid",
+                "valid",
+                "valid",
+                "stale",
+                "mutated",
+                "forged",
+                "long",
+                "garbage",
+                "two",
+                "empty",
+                "bare",
+            ]
+        )
+    )
+    pick = draw(st.integers(0, 10**6))
+    garbage = draw(
+        st.one_of(hostile_text(80), st.from_regex(r"[A-Za-z0-9_=+/-]{12,20}", fullmatch=True), huge_numbers())
+    )
+    length = draw(st.integers(17, 6000))
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+    user_agent = draw(
+        st.sampled_from([None, "Mozilla/5.0", "facebookexternalhit/1.1", "Slackbot-LinkExpanding 1.0"])
+    )
+
+    def build(ctx: Context) -> Request:
+        readers = ctx.reader_ids or ("x" * 16,)
+        valid = readers[pick % len(readers)]
+        stale = ctx.stale_reader_ids[pick % len(ctx.stale_reader_ids)] if ctx.stale_reader_ids else valid
+        values = {
+            "valid": [valid],
+            "stale": [stale],
+            "mutated": [_mutated(valid, pick)],
+            "forged": [base64.urlsafe_b64encode(secrets.token_bytes(12)).decode()],
+            "long": [(valid * (length // 16 + 1))[:length]],
+            "garbage": [garbage],
+            "two": [valid, stale],
+            "empty": [""],
+            "bare": [],
+        }[how]
+        segment = quote(token(ctx).encode("utf-8", "surrogateescape"), safe="")
+        target = with_query(f"/r/{segment}", [("s", value) for value in values])
+        if how == "bare":
+            target += "?s"
+        headers = [] if user_agent is None else [("User-Agent", user_agent)]
+        return Request(method, target, headers, settle=method == "GET")
+
+    return build
 
 
 # --- the site --------------------------------------------------------------------------------------------
@@ -2108,9 +2197,10 @@ def console_broadcast(draw: st.DrawFn) -> Recipe:
 
 
 def broadcast_ids() -> st.SearchStrategy[str]:
-    """Ids of the first broadcasts (the `console` route starts them on a fresh database), or odd ones."""
+    """Ids of the first broadcasts (1 and 2 seeded, see seed_desk; the `console` route starts the next
+    ones), or odd ones."""
     odd = huge_numbers() | hostile_text(20) | st.sampled_from(["1/", "01", "1.0", "-1", "1%2F", "0x1", "１"])
-    return usually(st.integers(1, 4).map(str), odd)
+    return usually(st.integers(1, 5).map(str), odd)
 
 
 @st.composite
@@ -2166,6 +2256,490 @@ def console_steer(draw: st.DrawFn) -> Recipe:
             quote(value.encode("utf-8", "surrogateescape"), safe="") for value in (broadcast_id, verb)
         ]
         return console_request(ctx, who, "POST", "/console/broadcasts/{}/{}".format(*segments), [], encoding)
+
+    return build
+
+
+# After the send: figures, link fixes, issues compared
+
+
+def _segment(value: str) -> str:
+    return quote(value.encode("utf-8", "surrogateescape"), safe="")
+
+
+@st.composite
+def console_stats(draw: st.DrawFn) -> Recipe:
+    """GET /console/broadcasts/{id}/stats, and stats.csv with ?part=channels|links or odd parts (the
+    seeded broadcasts: 1 running with clicks, 2 cancelled, whose figures are then kept)."""
+    who = draw(credentials())
+    broadcast_id = draw(broadcast_ids())
+    csv_page = draw(st.booleans())
+    parts = draw(
+        usually(
+            st.lists(st.sampled_from(["channels", "links"]), max_size=1),
+            st.lists(
+                st.sampled_from(["garbage", "CHANNELS", "", "links\x00", "../links"]) | hostile_text(30),
+                max_size=2,
+            ),
+        )
+    )
+    pairs = draw(st.lists(st.tuples(hostile_text(20), hostile_text(40)), max_size=1))
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        path = f"/console/broadcasts/{_segment(broadcast_id)}/stats" + (".csv" if csv_page else "")
+        query = [("part", part) for part in parts] if csv_page else pairs
+        return console_request(ctx, who, method, with_query(path, query))
+
+    return build
+
+
+HOSTILE_URLS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(document.cookie)",
+    " javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+    "//evil.example/x",
+    "https:evil.example",
+    "https://",
+    "http://[::1",
+    "https://evil.example/\r\nSet-Cookie: x=1",
+    "https://例子.测试/量化?q=剪枝",
+    "https://evil.example/\u202egnp.exe",
+    "not a url",
+    "ftp://example.com/a",
+    "",
+]
+
+
+@st.composite
+def console_fix_link(draw: st.DrawFn) -> Recipe:
+    """POST /console/broadcasts/{id}/links: `url` one of the broadcast's tracked URLs (or not), `new_url`
+    another real one (so that the pool keeps matching), or hostile: javascript:, data:, very long, not a
+    URL, unicode."""
+    who = draw(credentials())
+    broadcast_id = draw(usually(st.just("1"), broadcast_ids()))
+    pick = draw(st.integers(0, 10**6))
+    old_how = draw(usually(st.just("real"), st.sampled_from(["hostile", "utm", "missing", "long"])))
+    new_how = draw(
+        usually(st.sampled_from(["real", "real", "query"]), st.sampled_from(["hostile", "long", "missing"]))
+    )
+    hostile = draw(st.sampled_from(HOSTILE_URLS) | hostile_text(100))
+    length = draw(st.integers(2000, 12_000))
+    encoding = draw(form_encoding())
+
+    def build(ctx: Context) -> Request:
+        urls = ctx.fix_urls or ("https://example.com/a",)
+        old = urls[pick % len(urls)]
+        new = urls[(pick // 7) % len(urls)]
+        fields: list[tuple[str, str]] = []
+        old_value = {
+            "real": old,
+            "hostile": hostile,
+            "utm": old + ("&" if "?" in old else "?") + "utm_source=jianbao",
+            "long": old + "a" * length,
+        }.get(old_how)
+        new_value = {
+            "real": new,
+            "query": new + ("&" if "?" in new else "?") + f"fixed={pick}",
+            "hostile": hostile,
+            "long": "https://example.com/" + "b" * length,
+        }.get(new_how)
+        fields += [] if old_value is None else [("url", old_value)]
+        fields += [] if new_value is None else [("new_url", new_value)]
+        target = f"/console/broadcasts/{_segment(broadcast_id)}/links"
+        return console_request(ctx, who, "POST", target, text_parts(fields), encoding)
+
+    return build
+
+
+@st.composite
+def console_compare(draw: st.DrawFn) -> Recipe:
+    """GET /console/compare?n=: counts in and out of range, huge, signed, unicode digits, repeated."""
+    who = draw(credentials())
+    values = draw(
+        st.lists(
+            usually(
+                st.integers(1, 60).map(str),
+                huge_numbers()
+                | hostile_text(20)
+                | st.sampled_from(["0", "-1", "1e3", "０", "٣", " 5", "050"]),
+            ),
+            max_size=2,
+        )
+    )
+    method = draw(st.sampled_from(["GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        return console_request(ctx, who, method, with_query("/console/compare", [("n", v) for v in values]))
+
+    return build
+
+
+# The subscriber desk
+
+STATUS_VALUES = [status.value for status in SubscriberStatus]
+
+
+def subscriber_id_segment(draw: st.DrawFn) -> Callable[[Context], str]:
+    """A seeded subscriber's id, a desk subscriber's, one of none, or an odd one."""
+    how = draw(usually(st.sampled_from(["any", "desk", "desk"]), st.sampled_from(["none", "odd"])))
+    pick = draw(st.integers(0, 10**6))
+    odd = draw(
+        huge_numbers() | hostile_text(20) | st.sampled_from(["01", "1.0", "-1", "0x1", "１", "1/", "0"])
+    )
+
+    def build(ctx: Context) -> str:
+        pool = ctx.desk_ids if how == "desk" else ctx.subscriber_ids
+        if how == "none":
+            return str(999_000 + pick % 1000)
+        if how == "odd" or not pool:
+            return _segment(odd)
+        return str(pool[pick % len(pool)])
+
+    return build
+
+
+@st.composite
+def console_subscriber_search(draw: st.DrawFn) -> Recipe:
+    """GET /console/subscribers?q&match&channel&status&topic&after, real values and hostile ones."""
+    who = draw(credentials())
+    q = draw(
+        usually(
+            st.sampled_from(["", "desk", "reader1", "@example.com", "example", "oFuzz", "1000"]),
+            hostile_text(80) | big_text(3000),
+        )
+    )
+    match = draw(st.sampled_from([None, "prefix", "contains", "CONTAINS", ""]) | hostile_text(10))
+    channel = draw(st.none() | channel_names())
+    status = draw(
+        st.none()
+        | usually(st.sampled_from(STATUS_VALUES), st.sampled_from(["ACTIVE", "gone", ""]) | hostile_text(20))
+    )
+    topic = draw(
+        st.none() | usually(st.sampled_from(["量化", "剪枝", "NPU"]), hostile_text(60) | big_text(500))
+    )
+    after = draw(st.none() | usually(st.integers(0, 200).map(str), huge_numbers() | hostile_text(20)))
+    extra = draw(
+        st.lists(
+            st.sampled_from(["erased", "q", "after"]).flatmap(
+                lambda k: st.tuples(st.just(k), huge_numbers() | hostile_text(20))
+            ),
+            max_size=2,
+        )
+    )
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        given = {"q": q, "match": match, "channel": channel, "status": status, "topic": topic, "after": after}
+        pairs = [(name, value) for name, value in given.items() if value is not None] + extra
+        return console_request(ctx, who, method, with_query("/console/subscribers", pairs))
+
+    return build
+
+
+@st.composite
+def console_subscriber(draw: st.DrawFn) -> Recipe:
+    """GET /console/subscribers/{id}: seeded ids, ids of none, odd ones."""
+    who = draw(credentials())
+    segment = subscriber_id_segment(draw)
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        return console_request(ctx, who, method, f"/console/subscribers/{segment(ctx)}")
+
+    return build
+
+
+@st.composite
+def console_subscriber_change(draw: st.DrawFn) -> Recipe:
+    """POST /console/subscribers/{id}/{status|topics|erase}. An erasure without the confirm box ticked
+    (most of them) must be refused; a real one (rare) takes a desk subscriber away for good."""
+    who = draw(credentials())
+    segment = subscriber_id_segment(draw)
+    verb = draw(
+        usually(
+            st.sampled_from(["status", "status", "topics", "topics", "erase"]),
+            st.sampled_from(["STATUS", "delete", "", "erase/", "erase%00", "status.json"]) | hostile_text(20),
+        )
+    )
+    status = draw(
+        usually(st.sampled_from(STATUS_VALUES), st.sampled_from(["ACTIVE", "", "deleted"]) | hostile_text(30))
+    )
+    topics = draw(
+        usually(
+            st.sampled_from(["量化", "量化 剪枝", "", "NPU,INT8；量化"]),
+            hostile_text(200)
+            | st.just(" ".join(f"t{n}" for n in range(MAX_TOPICS + 5)))
+            | st.just("x" * (MAX_TOPIC_LENGTH + 1))
+            | big_text(3000),
+        )
+    )
+    confirm = draw(
+        st.sampled_from([None, None, None, "no", "YES", "yes\x00", " yes", "on", "1", "real"] + [None] * 6)
+    )
+    extra = draw(st.lists(st.tuples(hostile_text(20), hostile_text(40)), max_size=1))
+    encoding = draw(form_encoding())
+
+    def build(ctx: Context) -> Request:
+        fields: list[tuple[str, str]] = []
+        if verb == "status":
+            fields.append(("status", status))
+        elif verb == "topics":
+            fields.append(("topics", topics))
+        refusal = verb == "erase" and confirm != "real"
+        if verb == "erase" and confirm is not None:
+            fields.append(("confirm", "yes" if confirm == "real" else confirm))
+        target = f"/console/subscribers/{segment(ctx)}/{_segment(verb)}"
+        request = console_request(ctx, who, "POST", target, text_parts(fields + extra), encoding)
+        return dataclasses.replace(request, must_refuse=True) if refusal else request
+
+    return build
+
+
+def _robot_address(channel: str, pick: int) -> str:
+    key = ROBOT_KEYS[pick % 2]
+    if channel == "wecom":
+        return key if pick % 3 else f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={key}"
+    return key if pick % 3 else f"https://open.feishu.cn/open-apis/bot/v2/hook/{key}"
+
+
+CSV_HEADERS = [
+    "channel,address,topics",
+    "channel,address,topics",
+    "address,channel",
+    "Channel, Address ,TOPICS,secret",
+    "channel,address,topics,status,created_at,confirmed_at,left_at",
+]
+WRONG_CSV_HEADERS = ["email,name", "", "channel;address;topics", '"channel,address', "\x00", "channel"]
+
+
+@st.composite
+def subscriber_csv(draw: st.DrawFn) -> bytes:
+    """A subscriber CSV: near-valid rows built from each channel's address rule, with bad rows among them,
+    a header right or wrong, in UTF-8 (with or without a BOM) or another encoding, or huge."""
+    header = draw(
+        usually(st.sampled_from(CSV_HEADERS), st.sampled_from(WRONG_CSV_HEADERS) | hostile_text(40))
+    )
+    rows = draw(
+        st.lists(
+            st.tuples(
+                usually(st.sampled_from(CONSOLE_CHANNELS), channel_names()),
+                st.sampled_from(["own", "own", "own", "other", "hostile", "empty"]),
+                st.integers(0, 10**9),
+                EMAILS,
+                usually(st.sampled_from(["", "量化", "量化;剪枝", "NPU"]), hostile_text(60)),
+                st.sampled_from(["", "", "active", "pending", "unsubscribed", "ACTIVE", "weird"]),
+                hostile_text(40),
+            ),
+            max_size=30,
+        )
+    )
+    breakage = draw(
+        usually(
+            st.sampled_from(["", "", "bom", "crlf"]),
+            st.sampled_from(
+                [
+                    "utf-16",
+                    "gbk",
+                    "latin-1",
+                    "bad-bytes",
+                    "nul",
+                    "quote",
+                    "columns",
+                    "huge-rows",
+                    "over-cap",
+                    "binary",
+                    "empty",
+                ]
+            ),
+        )
+    )
+    junk = draw(random_bytes(300))
+    columns = [name.strip().lower() for name in header.split(",")]
+    lines = [header]
+    for channel, how, number, email, topics, status, hostile in rows:
+        addresses = {
+            "email": email,
+            "telegram": str(100_000 + number % 10**6) if number % 5 else str(-1001234567890 - number % 100),
+            "wechat": f"oFuzzImport{number:017d}"[:28],
+            "wecom": _robot_address("wecom", number),
+            "feishu": _robot_address("feishu", number),
+        }
+        own = addresses.get(channel, hostile)
+        address = {
+            "own": own,
+            "other": list(addresses.values())[number % len(addresses)],
+            "hostile": hostile,
+            "empty": "",
+        }[how]
+        cells = {"channel": channel, "address": address, "topics": topics, "status": status, "secret": ""}
+        record = [cells.get(name, "") for name in columns]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(record)
+        lines.append(out.getvalue())
+    if breakage == "quote":
+        lines.append('email,"unterminated@example.com')
+    if breakage == "columns":
+        lines.append("email,a@example.com,量化,extra,more,cells,than,the,header")
+    if breakage == "huge-rows":  # many rows, within MAX_CSV_BYTES: the import's batches
+        lines += [f"email,bulk{number}@example.com,量化" for number in range(6000)]
+    eol = "\r\n" if breakage == "crlf" else "\n"
+    text = eol.join(lines) + eol
+    data = text.encode("utf-8", "surrogateescape")
+    if breakage == "bom":
+        return b"\xef\xbb\xbf" + data
+    if breakage in ("utf-16", "gbk", "latin-1"):
+        return text.encode(breakage, "replace")
+    if breakage == "bad-bytes":
+        return data[: len(data) // 2] + b"\xff\xfe\xc0\xaf\xed\xa0\x80" + data[len(data) // 2 :]
+    if breakage == "nul":
+        return data.replace(b",", b"\x00,", 3)
+    if breakage == "over-cap":  # beyond the upload's 640 KiB, within the 1 MiB request cap
+        return data + b"email,pad@example.com," + b"a" * (700 * 1024) + b"\n"
+    if breakage == "binary":
+        return junk
+    if breakage == "empty":
+        return b""
+    return data
+
+
+def import_tag(editor: str, data: bytes) -> str:
+    """The HMAC the import's preview puts beside the file (bot/console/subscriber_files.py _tag)."""
+    key = hmac.new(SECRET_KEY.encode(), b"jianbao console subscriber import", hashlib.sha256).digest()
+    return hmac.new(key, editor.encode() + b"\n" + data, hashlib.sha256).hexdigest()
+
+
+TAMPERINGS = [
+    "tag-off",
+    "tag-upper",
+    "tag-other-editor",
+    "tag-missing",
+    "tag-empty",
+    "payload-changed",
+    "payload-appended",
+    "payload-not-base64",
+    "payload-urlsafe",
+    "payload-missing",
+    "payload-whitespace",
+]
+
+
+@st.composite
+def console_subscriber_import(draw: st.DrawFn) -> Recipe:
+    """GET/POST /console/subscribers/import: the form; uploads of near-valid, broken, wrongly encoded and
+    huge CSVs (the preview stores nothing); and the confirm step, rarely with the preview's own field and
+    tag (a real import), else tampered with (must be refused, storing nothing)."""
+    who = draw(credentials())
+    method = draw(st.sampled_from(["GET", "POST", "POST", "POST"]))
+    data = draw(subscriber_csv())
+    step = draw(
+        usually(
+            st.sampled_from(["upload", "upload", "confirm-tampered"]),
+            st.sampled_from(["confirm", "no-file", "both"]),
+        )
+    )
+    tampering = draw(st.sampled_from(TAMPERINGS))
+    flip = draw(st.integers(0, 2**32))
+    filename = draw(
+        usually(
+            st.just("subscribers.csv"),
+            st.sampled_from(["", "../../x.csv", "a\x00.csv", "量化.csv"]) | hostile_text(40),
+        )
+    )
+    encoding = draw(usually(st.just(("multipart", "")), form_encoding()))
+
+    def build(ctx: Context) -> Request:
+        if method == "GET":
+            return console_request(ctx, who, "GET", "/console/subscribers/import")
+        fields: list[Part] = []
+        refusal = False
+        if step in ("upload", "both"):
+            fields.append(("file", data, filename))
+        if step in ("confirm", "confirm-tampered", "both"):
+            good_payload = base64.b64encode(data).decode()
+            good_tag = import_tag(EDITOR, data)
+            payload: str | None = good_payload
+            tag: str | None = good_tag
+            if step == "confirm-tampered":
+                refusal = True
+                changed = bytes([data[0] ^ (1 + flip % 255)]) + data[1:] if data else b"x"
+                cut = flip % (len(good_payload) + 1)
+                if tampering == "tag-off":
+                    tag = _mutated(good_tag, flip)
+                    refusal = tag != good_tag
+                elif tampering == "tag-upper":
+                    tag = good_tag.upper()
+                    refusal = tag != good_tag
+                elif tampering == "tag-other-editor":
+                    tag = import_tag(SIGN_IN_EDITOR, data)
+                elif tampering == "tag-missing":
+                    tag = None
+                elif tampering == "tag-empty":
+                    tag = ""
+                elif tampering == "payload-changed":
+                    payload = base64.b64encode(changed).decode()
+                elif tampering == "payload-appended":
+                    payload = base64.b64encode(data + b"\nemail,extra@example.com,\n").decode()
+                elif tampering == "payload-not-base64":
+                    payload = good_payload[:cut] + "!*" + good_payload[cut:]
+                elif tampering == "payload-urlsafe":
+                    payload = base64.urlsafe_b64encode(b"\xfb\xff" + data).decode()
+                elif tampering == "payload-missing":
+                    payload = None
+                elif tampering == "payload-whitespace":
+                    payload = " " + good_payload + "\n"
+            fields.append(("confirm", b"1", None))
+            if payload is not None:
+                fields.append(("payload", payload.encode(), None))
+            if tag is not None:
+                fields.append(("tag", tag.encode(), None))
+        request = console_request(ctx, who, "POST", "/console/subscribers/import", fields, encoding)
+        return dataclasses.replace(request, must_refuse=True) if refusal else request
+
+    return build
+
+
+@st.composite
+def console_subscriber_files(draw: st.DrawFn) -> Recipe:
+    """GET /console/subscribers/export.csv?channel&status&topic (an accepted export is audited) and
+    GET /console/growth?days= (in range, out of it, not numbers)."""
+    who = draw(credentials())
+    page = draw(st.sampled_from(["export", "growth", "growth"]))
+    channel = draw(st.none() | channel_names())
+    status = draw(
+        st.none()
+        | usually(st.sampled_from(STATUS_VALUES), st.sampled_from(["ACTIVE", ""]) | hostile_text(20))
+    )
+    topic = draw(
+        st.none()
+        | usually(
+            st.sampled_from(["量化", "NPU", ""]), hostile_text(60) | st.just("x" * 40) | st.just("a\tb")
+        )
+    )
+    days = draw(
+        st.lists(
+            usually(
+                st.integers(1, 366).map(str),
+                huge_numbers()
+                | hostile_text(10)
+                | st.sampled_from(["0", "367", "-1", "٣٠", "30 ", "1e2", ""]),
+            ),
+            max_size=2,
+        )
+    )
+    method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD"]))
+
+    def build(ctx: Context) -> Request:
+        if page == "growth":
+            return console_request(
+                ctx, who, method, with_query("/console/growth", [("days", d) for d in days])
+            )
+        given = {"channel": channel, "status": status, "topic": topic}
+        pairs = [(name, value) for name, value in given.items() if value is not None]
+        return console_request(ctx, who, method, with_query("/console/subscribers/export.csv", pairs))
 
     return build
 
@@ -2229,8 +2803,11 @@ ROUTES = [
     ),
     Route(
         "redirect",
-        "GET /r/{token}",
-        lambda: token_route("/r", ["GET", "GET", "HEAD"], lambda ctx: ctx.link_tokens),
+        "GET /r/{token}, with and without a reader id (?s=)",
+        lambda: st.one_of(
+            token_route("/r", ["GET", "GET", "HEAD"], lambda ctx: ctx.link_tokens, settle=True),
+            redirect_reader(),
+        ),
     ),
     Route(
         "search",
@@ -2280,7 +2857,7 @@ ROUTES = [
     ),
     Route(
         "console",
-        "/console/* signed in (issues, previews, test sends, broadcasts, audit)",
+        "/console/* signed in (issues, previews, test sends, broadcasts, audit, figures, subscriber desk)",
         lambda: st.one_of(
             console_import(),
             console_import(),
@@ -2293,7 +2870,19 @@ ROUTES = [
             console_page(),
             console_steer(),
             console_steer(),
+            console_stats(),
+            console_fix_link(),
+            console_fix_link(),
+            console_compare(),
+            console_subscriber_search(),
+            console_subscriber(),
+            console_subscriber_change(),
+            console_subscriber_change(),
+            console_subscriber_import(),
+            console_subscriber_import(),
+            console_subscriber_files(),
             garbage_for("/console/issues/new", ["POST"]),
+            garbage_for("/console/subscribers/import", ["POST"]),
         ),
     ),
     Route(
@@ -2508,6 +3097,8 @@ def service_env(database_url: str, fakes: dict[str, str], *, safe_mode: bool) ->
         "JIANBAO_SIGNUP_MAILS_PER_CLIENT": "1000000",
         "JIANBAO_SIGNUP_MAILS_PER_HOUR": "1000000",
         "PTB_TIMEDELTA": "1",
+        # Clicks per reader: tracked links take a signed `s`, and the desk shows a subscriber's clicks.
+        "JIANBAO_TRACK_SUBSCRIBERS": "true",
     }
     return env
 
@@ -2650,6 +3241,7 @@ async def seed_database(database_url: str) -> dict[str, Any]:
             f"fuzzlink{number:02d}".replace("0", "a").replace("1", "b") for number in range(len(link_urls))
         ]
         await links.remember("email", dt.date(2020, 7, 2), zip(link_tokens, link_urls, strict=True))
+        desk = await seed_desk(database, subscribers, now)
     week_ago = now - dt.timedelta(days=8)
     return {
         "confirm_tokens": tuple(tokens.make(Purpose.CONFIRM, s, now) for s in pending),
@@ -2662,7 +3254,61 @@ async def seed_database(database_url: str) -> dict[str, Any]:
         "link_tokens": tuple(link_tokens),
         "openids": tuple(openids),
         "chat_ids": tuple(chat_ids),
+        "fix_urls": tuple(desk["fix_urls"] + link_urls),
+        "subscriber_ids": tuple(s.id for s in pending + active) + desk["ids"],
+        "desk_ids": desk["ids"],
+        "reader_ids": tuple(ReaderIds(SECRET_KEY).make(s.id) for s in active + pending[:3]),
+        "stale_reader_ids": tuple(ReaderIds(SECRET_KEY).make(900_000 + number) for number in range(3)),
     }
+
+
+FIXED_ISSUE = dt.date(2020, 7, 2)
+DESK_SUBSCRIBERS = 80
+
+
+async def seed_desk(database: Database, subscribers: SubscriberStore, now: dt.datetime) -> dict[str, Any]:
+    """What the console's figures and subscriber desk work on: DESK_SUBSCRIBERS subscribers of their own
+    (the desk's status and topic changes and its rare real erasure take them, not the readers other
+    routes' tokens name), the broadcast of FIXED_ISSUE on email and Telegram with its tracked links and a
+    few clicks (id 1, running), and another issue's broadcast cancelled (id 2, settled: its figures are
+    kept in broadcast_tally on first view)."""
+    ids = []
+    for number in range(DESK_SUBSCRIBERS):
+        topics = [["量化"], ["剪枝", "NPU"], []][number % 3]
+        subscriber, _ = await subscribers.subscribe("email", f"desk{number}@example.com", topics=topics)
+        ids.append(subscriber.id)
+    issues = IssueStore(database)
+    issue = await issues.get(FIXED_ISSUE)
+    urls = (
+        list(dict.fromkeys(item.url for section in issue.sections for item in section.items if item.url))[:20]
+        if issue is not None
+        else []
+    )
+    links = LinkStore(database)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tokens: dict[str, list[str]] = {}
+    for channel in ("email", "telegram"):
+        pairs = [
+            (f"fuzzfix{channel[0]}{letters[n // 26]}{letters[n % 26]}", url) for n, url in enumerate(urls)
+        ]
+        await links.remember(channel, FIXED_ISSUE, pairs)
+        tokens[channel] = [token for token, _ in pairs]
+    broadcasts = BroadcastStore(database)
+    await broadcasts.start(FIXED_ISSUE, ["email", "telegram"])
+    other = next(summary.date for summary in await issues.list() if summary.date != FIXED_ISSUE)
+    cancelled = await broadcasts.start(other, ["email"])
+    await broadcasts.cancel(cancelled.broadcast.id)
+    events = [
+        ClickEvent(
+            token,
+            now - dt.timedelta(minutes=number * 7),
+            hashlib.sha256(f"clicker{number}".encode()).hexdigest()[:32],
+            subscriber_id=ids[number % len(ids)] if number % 2 else None,
+        )
+        for number, token in enumerate(tokens["email"] * 3 + tokens["telegram"])
+    ]
+    await ClickStore(database).record(events)
+    return {"fix_urls": urls, "ids": tuple(ids)}
 
 
 def issue_dates(database_url: str) -> tuple[str, ...]:
@@ -2878,6 +3524,8 @@ class Fuzzer:
             if len(result.accepted_examples) < 5:
                 result.accepted_examples.append(f"{status}: {request.summary(160)}")
         snapshot = await self._store.snapshot()
+        if request.settle and status is not None and status < 400:  # a 302 to the link
+            snapshot = await self._settled(snapshot)
         # A 5xx refuses too, and must not leave half a record behind.
         refused = status is None or status >= 400 or request.must_refuse
         if refused and snapshot != self._snapshot:
@@ -2885,6 +3533,16 @@ class Fuzzer:
         self._snapshot = snapshot
         if status is None and not await asyncio.to_thread(alive, self.server):
             result.stopped = "the server died"
+
+    async def _settled(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot once the click an accepted /r/{token} noted is recorded (bot/click_buffer.py
+        writes each second), or after SETTLE_SECONDS: its rows are then not blamed on the next request."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        clicks = self._snapshot.get("click", (0, ""))[0]
+        while snapshot.get("click", (0, ""))[0] == clicks and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            snapshot = await self._store.snapshot()
+        return snapshot
 
     def _blame(self, snapshot: Snapshot, request: Request, status: int | None, result: RouteResult) -> None:
         before = self._snapshot

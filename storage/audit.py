@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.database import Database
 from storage.tables import (
@@ -49,23 +50,35 @@ def broadcast_subject(broadcast_id: int) -> str:
     return f"broadcast {broadcast_id}"
 
 
+def subscriber_subject(subscriber_id: int) -> str:
+    """Subscribers are named by id, never by address: an erasure must leave the trail without it."""
+    return f"subscriber {subscriber_id}"
+
+
+async def append_entry(
+    connection: AsyncConnection, at: dt.datetime, actor: str, action: str, subject: str, detail: str = ""
+) -> None:
+    """One entry, in the caller's transaction: for an action whose record must commit with it (an
+    erasure is never done unrecorded, nor recorded undone)."""
+    await connection.execute(
+        insert(core_table(AuditEntryRow)).values(
+            at=at,
+            actor=actor[:AUDIT_ACTOR_LENGTH],
+            action=action[:AUDIT_ACTION_LENGTH],
+            subject=subject[:AUDIT_SUBJECT_LENGTH],
+            detail=detail[:AUDIT_DETAIL_LENGTH],
+        )
+    )
+
+
 class AuditTrail:
     def __init__(self, database: Database, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self._database = database
         self._clock = clock
 
     async def record(self, actor: str, action: str, subject: str, detail: str = "") -> None:
-        a = core_table(AuditEntryRow)
         async with self._database.transaction("write") as connection:
-            await connection.execute(
-                insert(a).values(
-                    at=self._clock(),
-                    actor=actor[:AUDIT_ACTOR_LENGTH],
-                    action=action[:AUDIT_ACTION_LENGTH],
-                    subject=subject[:AUDIT_SUBJECT_LENGTH],
-                    detail=detail[:AUDIT_DETAIL_LENGTH],
-                )
-            )
+            await append_entry(connection, self._clock(), actor, action, subject, detail)
 
     async def recent(
         self, limit: int = PAGE, *, before: int | None = None, subjects: Sequence[str] = ()

@@ -11,6 +11,10 @@ they had reached (`parts_done`).
 Results are written with a guard `worker = me AND state = 'sending'`: a worker that lost its lease (it
 stalled past the timeout and its rows were taken over) cannot overwrite what the new owner records.
 Lease times come from the workers' clocks; machines sharing a database are assumed to keep NTP time.
+
+A FAILED result whose subscriber the platform refused (BLOCKED, BOUNCED) records why in the delivery's
+`outcome`, in the same statement as the state: the broadcast's figures (storage/broadcast_stats.py) tell
+blocked and bounced from other failures by that column, never by parsing last_error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, case, select, update
@@ -26,6 +31,20 @@ from storage.broadcasts import BroadcastState, DeliveryKind, DeliveryState, as_u
 from storage.database import Database
 from storage.subscribers import SubscriberStatus
 from storage.tables import BroadcastRow, DeliveryRow, SubscriberRow, core_table
+
+
+class DeliveryOutcome(StrEnum):
+    """Why a FAILED delivery failed, when it was the subscriber the platform refused (delivery.outcome)."""
+
+    BLOCKED = "blocked"  # the platform refuses this recipient for good (bot blocked, chat gone)
+    BOUNCED = "bounced"  # the mail server refused the recipient
+
+
+# What a result says about its subscriber -> the failed delivery's outcome.
+_OUTCOMES = {
+    SubscriberStatus.BLOCKED: DeliveryOutcome.BLOCKED,
+    SubscriberStatus.BOUNCED: DeliveryOutcome.BOUNCED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,13 @@ class Result:
     # What this result says about the subscriber: BLOCKED (the platform refuses them) or BOUNCED (a hard
     # bounce, counted; they become BOUNCED at the configured number).
     subscriber: SubscriberStatus | None = None
+
+    @property
+    def outcome(self) -> DeliveryOutcome | None:
+        """delivery.outcome: set by a FAILED result that refuses the subscriber, None for any other."""
+        if self.state != DeliveryState.FAILED or self.subscriber is None:
+            return None
+        return _OUTCOMES.get(self.subscriber)
 
 
 def _utc_now() -> dt.datetime:
@@ -218,6 +244,7 @@ class DeliveryLedger:
                 "b_next": result.retry_at or now,
                 "b_lease": lease if result.state == DeliveryState.SENDING else None,
                 "b_sent_at": now if result.state == DeliveryState.SENT else None,
+                "b_outcome": None if result.outcome is None else result.outcome.value,
             }
             for result in latest.values()
         ]
@@ -237,6 +264,7 @@ class DeliveryLedger:
                 next_attempt_at=bindparam("b_next"),
                 lease_until=bindparam("b_lease"),
                 sent_at=bindparam("b_sent_at"),
+                outcome=bindparam("b_outcome"),
             )
         )
         blocked = [

@@ -5,14 +5,21 @@ Storage stores: which addresses are valid and what makes two spellings one subsc
 rules (channels/registry.py), handed to the store as `keys`. The address is kept as given; two spellings
 of one email address (Reader@Example.com, reader@example.com) are the same subscriber because the unique
 key is on a normalised copy. Leaving is a status with a time (left_at), so a
-later sign-up, a bounce report or an export knows the history. The one row the store deletes is an email
-sign-up never confirmed whose link has expired (`purge_unconfirmed`): it is nobody's history, and
-anyone can make such rows by filling in the form.
+later sign-up, a bounce report or an export knows the history. The store deletes a row only when it is
+nobody's history (an email sign-up never confirmed whose link has expired, `purge_unconfirmed`: anyone
+can make such rows by filling in the form) or a person asks to be forgotten (`erase`, below).
 
 For an email sign-up, `last_seen_at` is when the address last asked to join: the confirmation link the
 last sign-up mailed is dated from it (for WeChat it is the last message, which opens the reply window).
 
 `normalise_topics` is the topic rule of the command line and the sign-up form.
+
+The editors' desk (bot/console/subscribers.py) pages through subscribers by id (`search`, a keyset: no
+OFFSET that reads every skipped row), reads one subscriber's deliveries (`history`), and erases a person
+(`erase`): their row, deliveries and clicks go, and their address is cut out of every other text the database
+keeps about operations (audit details of test sends, delivery errors) in the same transaction, which
+also records the erasure by id, without the address. The published issues (issue, section, item, link)
+are left as they are: they are the newsletter, not data about a reader.
 """
 
 from __future__ import annotations
@@ -25,14 +32,40 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from content.errors import BadInput
+from storage.audit import append_entry, subscriber_subject
 from storage.database import Database
-from storage.tables import MAX_ADDRESS_LENGTH, NAME_LENGTH, SubscriberRow, core_table
+from storage.tables import (
+    MAX_ADDRESS_LENGTH,
+    NAME_LENGTH,
+    BroadcastRow,
+    ClickRow,
+    DeliveryRow,
+    LinkRow,
+    SubscriberRow,
+    core_table,
+)
 
 # Topic preferences: short labels (section names, keywords), a handful per subscriber.
 MAX_TOPICS = 20
@@ -43,6 +76,15 @@ MAX_LIST_LIMIT = 10_000
 IMPORT_BATCH = 500
 
 _TOPIC_SEPARATORS = re.compile(r"[\s,;，；、]+")
+
+# The desk's pages: rows per search page, and the newest deliveries shown of one subscriber.
+MAX_SEARCH_LIMIT = 200
+HISTORY_LIMIT = 50
+# What an erased address becomes wherever else it was written.
+ERASED = "[erased]"
+# Tables an erasure leaves as they are: the published newsletter (its text may mention anything) and
+# Alembic's bookkeeping. Every other table's text columns are searched, tables added later included.
+UNTOUCHED_TABLES = frozenset({"issue", "section", "item", "link", "alembic_version", "subscriber"})
 
 
 class SubscriberStatus(StrEnum):
@@ -82,6 +124,43 @@ class Subscriber:
     confirmed_at: dt.datetime | None
     left_at: dt.datetime | None
     address_key: str  # what makes two spellings the same subscriber (the channel's rule)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberPage:
+    subscribers: tuple[Subscriber, ...]
+    next_after_id: int | None  # pass as `after_id` for the next page; None on the last one
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery of a broadcast to a subscriber, as their history shows it."""
+
+    broadcast_id: int
+    issue_date: dt.date
+    channel: str
+    state: str  # storage/broadcasts.py DeliveryState
+    sent_at: dt.datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRecord:
+    """One click of a subscriber on a tracked link (kept only with JIANBAO_TRACK_SUBSCRIBERS)."""
+
+    issue_date: dt.date
+    url: str
+    at: dt.datetime
+    filtered: str | None  # None: counted; else "preview", "scanner" or "repeat" (storage/clicks.py)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    subscriber: Subscriber
+    last_seen_at: dt.datetime | None
+    bounces: int
+    deliveries: tuple[DeliveryRecord, ...]  # newest first, at most the limit asked for
+    clicks: tuple[ClickRecord, ...] = ()  # newest first, at most the limit asked for
 
 
 # channel, address -> the unique key of the address: the channel's rule (channels.registry.address_key).
@@ -248,6 +327,48 @@ class SubscriberStore:
                 outcomes += await self._import_batch(batch)
         return outcomes
 
+    async def plan_import(self, rows: Sequence[ImportRow]) -> builtins.list[ImportOutcome]:
+        """What `import_active` would make of `rows` now, writing nothing (the console's preview). Stored
+        rows are read IMPORT_BATCH keys per query, not one query per row; a row met earlier in the same
+        list counts as stored the way the import would have stored it, so a repeat is not a second NEW."""
+        checked = [
+            (row.channel, self._key(row.channel, row.address), normalise_topics(row.topics), row.secret)
+            for row in rows
+        ]
+        s = core_table(SubscriberRow)
+        stored: dict[tuple[str, str], _Planned] = {}
+        outcomes: builtins.list[ImportOutcome] = []
+        now = self._clock()
+        async with self._database.transaction("snapshot") as connection:
+            for start in range(0, len(checked), IMPORT_BATCH):
+                batch = checked[start : start + IMPORT_BATCH]
+                by_channel: dict[str, set[str]] = {}
+                for channel, key, _, _ in batch:
+                    if (channel, key) not in stored:
+                        by_channel.setdefault(channel, set()).add(key)
+                for channel, keys in by_channel.items():
+                    query = select(s.c.address_key, s.c.status, s.c.topics, s.c.secret).where(
+                        s.c.channel == channel, s.c.address_key.in_(sorted(keys))
+                    )
+                    for found in await connection.execute(query):
+                        stored[(channel, found.address_key)] = _Planned(
+                            found.status, tuple(found.topics), found.secret
+                        )
+                for channel, key, topics, secret in batch:
+                    row = stored.get((channel, key))
+                    if row is None:
+                        stored[(channel, key)] = _Planned(SubscriberStatus.ACTIVE.value, topics, secret)
+                        outcomes.append(ImportOutcome.NEW)
+                        continue
+                    outcome, values = _import_change(row, topics, secret, now)
+                    stored[(channel, key)] = _Planned(
+                        values.get("status", row.status),
+                        tuple(values.get("topics", row.topics)),
+                        values.get("secret", row.secret),
+                    )
+                    outcomes.append(outcome)
+        return outcomes
+
     async def purge_unconfirmed(self, older_than: dt.timedelta, *, channel: str) -> int:
         """Delete the sign-ups on `channel` never confirmed (email's double opt-in) whose last sign-up is
         more than `older_than` ago (the lifetime of the link it mailed): PENDING rows with no
@@ -276,6 +397,128 @@ class SubscriberStore:
         async with self._database.transaction() as connection:
             row = (await connection.execute(select(s).where(s.c.id == subscriber_id))).first()
         return None if row is None else _subscriber(row)
+
+    async def search(
+        self,
+        query: str = "",
+        *,
+        channel: str | None = None,
+        status: SubscriberStatus | None = None,
+        topic: str | None = None,
+        contains: bool = False,
+        after_id: int = 0,
+        limit: int = 50,
+    ) -> SubscriberPage:
+        """Subscribers in id order whose address_key (the channel's normalised spelling) begins with
+        `query`, as typed or lowercased ("Reader@" finds reader@example.com), or holds it anywhere with
+        `contains`; with `topic`, only those who chose it. A keyset page: `after_id` is the last id seen.
+
+        A prefix is a LIKE 'q%' on the key, which an index on address_key can serve; `contains` reads the
+        rows of the other filters until it has a page."""
+        if not 1 <= limit <= MAX_SEARCH_LIMIT:
+            raise BadInput(f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
+        if len(query) > MAX_ADDRESS_LENGTH or not query.isprintable():
+            raise BadInput(f"a search is at most {MAX_ADDRESS_LENGTH} printable characters")
+        s = core_table(SubscriberRow)
+        statement = select(s).where(s.c.id > after_id)
+        if query:
+            spellings = dict.fromkeys((query, query.lower()))
+            if contains:
+                matches = [s.c.address_key.contains(text, autoescape=True) for text in spellings]
+            else:
+                matches = [s.c.address_key.startswith(text, autoescape=True) for text in spellings]
+            statement = statement.where(or_(*matches))
+        if channel is not None:
+            statement = statement.where(s.c.channel == channel)
+        if status is not None:
+            statement = statement.where(s.c.status == SubscriberStatus(status).value)
+        if topic:
+            statement = statement.where(self._has_topic(s.c.topics, topic))
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(statement.order_by(s.c.id).limit(limit + 1))).all()
+        found = tuple(_subscriber(row) for row in rows[:limit])
+        return SubscriberPage(found, found[-1].id if len(rows) > limit else None)
+
+    def _has_topic(self, topics: Any, topic: str) -> Any:
+        """SQL: the JSON list `topics` holds `topic` (each backend has its own way to unnest JSON)."""
+        if self._database.backend == "sqlite":
+            elements = func.json_each(topics).table_valued("value")
+        else:
+            elements = func.json_array_elements_text(topics).table_valued("value")
+        return exists(select(literal_column("1")).select_from(elements).where(elements.c.value == topic))
+
+    async def history(self, subscriber_id: int, *, limit: int = HISTORY_LIMIT) -> History | None:
+        """A subscriber with their times, their newest `limit` deliveries and clicks; None if there is none.
+        Clicks are theirs only when they were recorded with JIANBAO_TRACK_SUBSCRIBERS on
+        (storage/clicks.py); otherwise they are counted per link, never per reader, and there are none."""
+        s, d, b = core_table(SubscriberRow), core_table(DeliveryRow), core_table(BroadcastRow)
+        c, k = core_table(ClickRow), core_table(LinkRow)
+        clicks = (
+            select(k.c.issue_date, k.c.url, c.c.at, c.c.filtered)
+            .join(k, k.c.token == c.c.token)
+            .where(c.c.subscriber_id == subscriber_id)
+            .order_by(c.c.id.desc())
+            .limit(limit)
+        )
+        deliveries = (
+            select(d.c.broadcast_id, b.c.issue_date, d.c.channel, d.c.state, d.c.sent_at, d.c.last_error)
+            .join(b, b.c.id == d.c.broadcast_id)
+            .where(d.c.subscriber_id == subscriber_id)
+            .order_by(d.c.id.desc())
+            .limit(limit)
+        )
+        async with self._database.transaction("snapshot") as connection:
+            row = (await connection.execute(select(s).where(s.c.id == subscriber_id))).first()
+            if row is None:
+                return None
+            records = (await connection.execute(deliveries)).all()
+            clicked = (await connection.execute(clicks)).all()
+        return History(
+            subscriber=_subscriber(row),
+            last_seen_at=None if row.last_seen_at is None else _as_utc(row.last_seen_at),
+            bounces=row.bounces,
+            deliveries=tuple(
+                DeliveryRecord(
+                    broadcast_id=record.broadcast_id,
+                    issue_date=record.issue_date,
+                    channel=record.channel,
+                    state=record.state,
+                    sent_at=None if record.sent_at is None else _as_utc(record.sent_at),
+                    last_error=record.last_error,
+                )
+                for record in records
+            ),
+            clicks=tuple(
+                ClickRecord(record.issue_date, record.url, _as_utc(record.at), record.filtered)
+                for record in clicked
+            ),
+        )
+
+    async def erase(self, channel: str, address: str, *, actor: str) -> bool:
+        """Forget a person: see `erase_id`. False if (channel, address) is no subscriber."""
+        key = self._key(channel, address)
+        s = core_table(SubscriberRow)
+        return await self._erase(and_(s.c.channel == channel, s.c.address_key == key), actor, address)
+
+    async def erase_id(self, subscriber_id: int, *, actor: str) -> bool:
+        """In one transaction: delete the subscriber (their deliveries and clicks go with them: the
+        foreign keys cascade), replace their address and its key with ERASED in every text column of
+        every table but UNTOUCHED_TABLES, and record ("erase", "subscriber ID", channel) for `actor` in the
+        audit trail. False if there is no such subscriber."""
+        return await self._erase(core_table(SubscriberRow).c.id == subscriber_id, actor, None)
+
+    async def _erase(self, which: Any, actor: str, typed: str | None) -> bool:
+        s = core_table(SubscriberRow)
+        async with self._database.transaction("write") as connection:
+            row = (await connection.execute(select(s).where(which).with_for_update())).first()
+            if row is None:
+                return False
+            await connection.execute(delete(s).where(s.c.id == row.id))
+            needles = [needle for needle in (row.address, row.address_key, typed) if needle]
+            await _redact(connection, needles)
+            subject = subscriber_subject(row.id)
+            await append_entry(connection, self._clock(), actor, "erase", subject, row.channel)
+        return True
 
     async def list(
         self,
@@ -371,19 +614,10 @@ class SubscriberStore:
                     )
                     outcomes.append(ImportOutcome.NEW)
                     continue
-                if row.status in _GONE:
-                    outcomes.append(ImportOutcome.LEFT)
-                    continue
-                values: dict[str, Any] = {}
-                if row.status == SubscriberStatus.PENDING:
-                    values |= {"status": SubscriberStatus.ACTIVE.value, "confirmed_at": now}
-                if topics and tuple(row.topics) != topics:
-                    values["topics"] = list(topics)
-                if secret is not None and row.secret != secret:
-                    values["secret"] = secret
+                outcome, values = _import_change(row, topics, secret, now)
                 if values:
                     await _update(connection, channel, key, values)
-                outcomes.append(ImportOutcome.UPDATED if values else ImportOutcome.UNCHANGED)
+                outcomes.append(outcome)
         return outcomes
 
     def _key(self, channel: str, address: str) -> str:
@@ -394,6 +628,31 @@ class SubscriberStore:
         if not address or len(address) > MAX_ADDRESS_LENGTH or not address.isprintable():
             raise BadInput(f"an address is 1-{MAX_ADDRESS_LENGTH} printable characters")
         return self._keys(channel, address)
+
+
+class _Planned(NamedTuple):
+    """What an import decision reads of a stored row (a Row of the table, or plan_import's own)."""
+
+    status: str
+    topics: Sequence[str]
+    secret: str | None
+
+
+def _import_change(
+    row: _Planned | Row[Any], topics: tuple[str, ...], secret: str | None, now: dt.datetime
+) -> tuple[ImportOutcome, dict[str, Any]]:
+    """An import's decision for a row already stored, and the values to write (none for LEFT and
+    UNCHANGED): one rule for `import_active` and `plan_import`."""
+    if row.status in _GONE:
+        return ImportOutcome.LEFT, {}
+    values: dict[str, Any] = {}
+    if row.status == SubscriberStatus.PENDING:
+        values |= {"status": SubscriberStatus.ACTIVE.value, "confirmed_at": now}
+    if topics and tuple(row.topics) != topics:
+        values["topics"] = list(topics)
+    if secret is not None and row.secret != secret:
+        values["secret"] = secret
+    return (ImportOutcome.UPDATED if values else ImportOutcome.UNCHANGED), values
 
 
 async def _find(
@@ -472,3 +731,58 @@ async def _insert(
             secret=secret,
         )
     )
+
+
+# --- erasure ----------------------------------------------------------------------------------------------
+
+# Letters and digits around a match make it part of something else ("4242" inside "142420"): only the
+# address standing on its own is cut, so short ids do not mangle other numbers.
+_WORD = "0-9A-Za-z"
+
+
+async def _redact(connection: AsyncConnection, needles: Sequence[str]) -> None:
+    """Replace each needle (an address, its key), in any case, with ERASED in the text columns of every
+    table but UNTOUCHED_TABLES, read from the live schema (so tables added later are searched too).
+    Primary keys are left alone: they are names the service chooses, not where it writes addresses.
+    One scan per table finds the values; each distinct value is then rewritten where it stands."""
+    wanted = sorted(dict.fromkeys(needles), key=len, reverse=True)
+    pattern = re.compile(rf"(?<![{_WORD}])(?:{'|'.join(map(re.escape, wanted))})(?![{_WORD}])", re.IGNORECASE)
+    spellings = list(dict.fromkeys([*wanted, *(needle.lower() for needle in wanted)]))
+    for name, columns in await connection.run_sync(_text_columns):
+        place = table(name, *(column(text) for text in columns))
+        found = or_(
+            *(
+                func.lower(place.c[text]).contains(spelling.lower(), autoescape=True)
+                | place.c[text].contains(spelling, autoescape=True)
+                for text in columns
+                for spelling in spellings
+            )
+        )
+        rows = (await connection.execute(select(*place.c).where(found))).all()
+        rewrites = {
+            (text, value): pattern.sub(ERASED, value)
+            for row in rows
+            for text, value in row._mapping.items()
+            if isinstance(value, str)
+        }
+        for (text, old), new in rewrites.items():
+            if new != old:
+                await connection.execute(update(place).where(place.c[text] == old).values({text: new}))
+
+
+def _text_columns(connection: Connection) -> builtins.list[tuple[str, builtins.list[str]]]:
+    """(table, its non-key text columns) for each table an erasure searches."""
+    inspector = inspect(connection)
+    found = []
+    for name in inspector.get_table_names():
+        if name in UNTOUCHED_TABLES:
+            continue
+        keys = set(inspector.get_pk_constraint(name)["constrained_columns"])
+        texts = [
+            info["name"]
+            for info in inspector.get_columns(name)
+            if isinstance(info["type"], String) and info["name"] not in keys
+        ]
+        if texts:
+            found.append((name, texts))
+    return found

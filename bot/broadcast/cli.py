@@ -1,4 +1,4 @@
-"""`jianbao broadcast send|status|pause|resume|cancel|list` and `jianbao worker`."""
+"""`jianbao broadcast send|status|stats|pause|resume|cancel|list` and `jianbao worker`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bot.services import open_storage
 from bot.settings import Settings, load_settings
 from channels.registry import ChannelRegistry, channel_registry
 from content.errors import BadInput
+from storage.broadcast_stats import BroadcastStats
 from storage.broadcasts import Broadcast, BroadcastState, StartReport
 from storage.database import Database
 
@@ -250,6 +251,73 @@ def _eta(seconds: object) -> str:
     if not isinstance(seconds, int | float):
         return "unknown"
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+@broadcast_app.command("stats")
+def stats_command(
+    reference: Annotated[str, typer.Argument(help="The issue's date (YYYY-MM-DD) or the broadcast id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """What a broadcast came to per channel (sent, failed, blocked, bounced, skipped, maybe delivered),
+    its links' clicks, and unsubscribes within 7 days of its start."""
+    settings = load_settings()
+
+    async def read() -> dict[str, object]:
+        async with open_storage(settings) as storage:
+            control = BroadcastControl(settings, storage.database)
+            broadcast = await control.find(reference)
+            return await BroadcastStats(storage.database).report(broadcast)
+
+    stats = run(read())
+    if as_json:
+        emit_json(stats)
+        return
+    _print_stats(stats)
+
+
+# The figures of a channel, as `stats` prints them: (column, key).
+_STATS_COLUMNS = (
+    ("sent", "sent"),
+    ("maybe delivered", "uncertain"),
+    ("failed", "failed"),
+    ("blocked", "blocked"),
+    ("bounced", "bounced"),
+    ("skipped", "skipped"),
+    ("clicks", "clicks"),
+    ("unique", "unique_clicks"),
+)
+
+
+def _print_stats(stats: dict[str, object]) -> None:
+    console = Console()
+    channels, links, unsubscribes = stats["channels"], stats["links"], stats["unsubscribes"]
+    assert isinstance(channels, dict)
+    assert isinstance(links, list)
+    assert isinstance(unsubscribes, dict)
+    console.print(
+        f"broadcast of {stats['date']} · filtered clicks {stats['filtered_clicks']} · unsubscribed within "
+        f"7 days: " + (", ".join(f"{name} {count:,}" for name, count in unsubscribes.items()) or "none")
+    )
+    table = Table("channel", *(column for column, _ in _STATS_COLUMNS))
+    for channel, figures in channels.items():
+        reached = sum(figures[key] for key in ("sent", "failed", "blocked", "bounced", "skipped"))
+        table.add_row(channel, *(_count_and_rate(figures[key], reached) for _, key in _STATS_COLUMNS))
+    console.print(table)
+    if links:
+        listed = Table("clicks", "unique", "section", "title", "url")
+        for link in links:
+            listed.add_row(
+                f"{link['clicks']:,}",
+                f"{link['unique_clicks']:,}",
+                link["section"],
+                link["title"],
+                link["url"],
+            )
+        console.print(listed)
+
+
+def _count_and_rate(count: int, total: int) -> str:
+    return f"{count:,}" if not total else f"{count:,} ({count / total:.1%})"
 
 
 @broadcast_app.command("list")

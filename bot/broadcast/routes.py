@@ -3,6 +3,8 @@
     POST /api/broadcasts                    {"date", "channels"?, "at"?, "wechat_text"?, "dry_run"?}
                                             201 with the broadcast (200 when it already existed)
     GET  /api/broadcasts/{id}               the broadcast with its counts, rate and ETA
+    GET  /api/broadcasts/{id}/stats         its figures per channel, its links' clicks, unsubscribes
+                                            (storage/broadcast_stats.py; shared per process while it runs)
     POST /api/broadcasts/{id}/pause|resume|cancel
 
 The same operations as `jianbao broadcast`, through bot/broadcast/control.py.
@@ -21,22 +23,36 @@ from aiohttp import web
 from bot.admin import require_admin
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_date, parse_time
 from bot.broadcast.runtime import open_worker, serve_runs_worker
+from bot.broadcast.snapshots import StatsSnapshots
 from bot.services import SERVICES
 from content.errors import BadInput, NotFound
+from storage.broadcast_stats import BroadcastStats
 
 log = logging.getLogger(__name__)
 
 # A broadcast request is a handful of fields.
 MAX_REQUEST_BYTES = 16 * 1024
 _FIELDS = {"date", "channels", "at", "wechat_text", "dry_run"}
+STATS = web.AppKey("broadcast_stats", StatsSnapshots)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/broadcasts", create)
     app.router.add_get("/api/broadcasts/{id}", show)
+    app.router.add_get("/api/broadcasts/{id}/stats", stats)
     for verb in ("pause", "resume", "cancel"):
         app.router.add_post(f"/api/broadcasts/{{id}}/{verb}", steer)
+    app.cleanup_ctx.append(_stats_context)
     app.cleanup_ctx.append(_worker_context)
+
+
+async def _stats_context(app: web.Application) -> AsyncIterator[None]:
+    """The process's shared broadcast figures, closed before storage is."""
+    app[STATS] = StatsSnapshots(BroadcastStats(app[SERVICES].storage.database))
+    try:
+        yield
+    finally:
+        await app[STATS].close()
 
 
 async def _worker_context(app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +119,14 @@ async def show(request: web.Request) -> web.StreamResponse:
     control = _control(request)
     broadcast = await control.broadcasts.get(_id(request))
     return web.json_response(await control.status(broadcast))
+
+
+@require_admin
+async def stats(request: web.Request) -> web.StreamResponse:
+    shared = request.app[STATS]
+    broadcast = await _control(request).broadcasts.get(_id(request))
+    tally = await shared.tally(broadcast.id)
+    return web.json_response(await shared.stats.report(broadcast, tally))
 
 
 @require_admin

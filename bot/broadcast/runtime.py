@@ -19,7 +19,7 @@ from bot.broadcast.payloads import PayloadCache
 from bot.broadcast.worker import BroadcastWorker, Senders, WorkerConfig
 from bot.rendering import Renderer
 from bot.settings import Settings
-from bot.tokens import SubscriberTokens
+from bot.tokens import ReaderIds, SubscriberTokens
 from channels.base import ChannelDown
 from channels.registry import ChannelRegistry, channel_registry
 from content.errors import BadInput
@@ -82,7 +82,10 @@ async def open_worker(
     channels = channel_registry(settings.channel_plugins)
     async with AsyncExitStack() as stack:
         tokens = SubscriberTokens(settings.secret_key) if settings.secret_key else None
-        senders = Senders(tokens=tokens, public_url=settings.public_url)
+        readers = (
+            ReaderIds(settings.secret_key) if settings.secret_key and settings.track_subscribers else None
+        )
+        senders = Senders(tokens=tokens, public_url=settings.public_url, readers=readers)
         for channel in channels:
             reason = channel.off_reason(settings)
             if reason:

@@ -23,7 +23,9 @@ a count each gave them a p95 over a second; WeChat keyword replies kept their p9
 The state is per instance (no module globals): the application's composition root makes one of each
 per process, `ProgressSnapshots(BroadcastStore(database))` and `AudienceSnapshots()`, hands them to the
 console's pages (`progress(broadcast_id)`, `audience(control, date, channels, wechat_text=...)`) and
-closes them on shutdown, which cancels counts in flight. A count that fails reaches the callers waiting
+closes them on shutdown, which cancels counts in flight. `StatsSnapshots(BroadcastStats(database))` shares
+a broadcast's figures (storage/broadcast_stats.py) the same way while it runs; once it is finished they are
+a few kept rows, and sharing them only saves those reads. A count that fails reaches the callers waiting
 for it; in the background it is logged, and the next caller tries again.
 """
 
@@ -39,6 +41,7 @@ from functools import partial
 from typing import Generic, TypeVar
 
 from bot.broadcast.control import BroadcastControl
+from storage.broadcast_stats import BroadcastStats, Tally
 from storage.broadcasts import BroadcastStore, Progress
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,33 @@ class ProgressSnapshots:
 
     async def progress(self, broadcast_id: int) -> Progress:
         return await self._snapshots.get(broadcast_id, partial(self._broadcasts.progress, broadcast_id))
+
+    def forget(self, broadcast_id: int) -> None:
+        self._snapshots.forget(broadcast_id)
+
+    async def close(self) -> None:
+        await self._snapshots.close()
+
+
+class StatsSnapshots:
+    """The figures of broadcasts (storage/broadcast_stats.py BroadcastStats.tally) as every watcher of
+    this process shares them, by broadcast id; as fresh as progress."""
+
+    def __init__(
+        self,
+        stats: BroadcastStats,
+        *,
+        fresh_seconds: float = PROGRESS_FRESH_SECONDS,
+        stale_seconds: float = PROGRESS_STALE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = stats
+        self._snapshots: Snapshots[int, Tally] = Snapshots(
+            fresh_seconds=fresh_seconds, stale_seconds=stale_seconds, clock=clock
+        )
+
+    async def tally(self, broadcast_id: int) -> Tally:
+        return await self._snapshots.get(broadcast_id, partial(self.stats.tally, broadcast_id))
 
     def forget(self, broadcast_id: int) -> None:
         self._snapshots.forget(broadcast_id)

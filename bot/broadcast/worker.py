@@ -28,7 +28,7 @@ from typing import Any
 
 from bot.broadcast.payloads import PayloadCache
 from bot.broadcast.recorder import Recorder
-from bot.tokens import Purpose, SubscriberTokens
+from bot.tokens import Purpose, ReaderIds, SubscriberTokens
 from channels.base import ChannelDown, PushResult, PushStatus
 from channels.channel import Channel, Delivery
 from content.errors import JianbaoError
@@ -65,6 +65,8 @@ class Senders:
     # A channel with `personal_links` needs both to build each subscriber's unsubscribe link.
     tokens: SubscriberTokens | None = None
     public_url: str = ""
+    # Per-reader clicks (JIANBAO_TRACK_SUBSCRIBERS): signs the reader id of a personal mail's tracked links.
+    readers: ReaderIds | None = None
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -292,6 +294,7 @@ class BroadcastWorker:
             parts_done=claim.parts_done,
             message_id=claim.message_id,
             unsubscribe_url=self._unsubscribe_url(claim) if channel.personal_links else None,
+            reader=self._reader(claim) if channel.personal_links else None,
         )
         rate = self._rates.get(claim.channel, Unlimited())
         pace = _TestSendPace(rate) if test else _DeliveryPace(self, claim, rate)
@@ -321,6 +324,12 @@ class BroadcastWorker:
         await self._recorder.write(
             Result(claim.id, DeliveryState.SENDING, parts_done, message_id, uncertain=uncertain)
         )
+
+    def _reader(self, claim: Claim) -> str | None:
+        readers = self._senders.readers
+        if readers is None or not claim.subscriber_id:
+            return None
+        return readers.make(claim.subscriber_id)
 
     def _unsubscribe_url(self, claim: Claim) -> str | None:
         senders = self._senders

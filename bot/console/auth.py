@@ -27,7 +27,7 @@ from cachetools import LRUCache
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from multidict import MultiDictProxy
 
-from bot.broadcast.snapshots import AudienceSnapshots, ProgressSnapshots
+from bot.broadcast.snapshots import AudienceSnapshots, ProgressSnapshots, StatsSnapshots
 from bot.console.passwords import hash_password, needs_rehash, password_matches
 from bot.csrf import FORM_GUARD
 from bot.services import SERVICES
@@ -35,7 +35,9 @@ from bot.site import STATIC
 from bot.throttle import WindowCounter
 from channels.base import TEMPLATE_DIR
 from content.errors import BadInput, TooManyRequests
+from storage.broadcast_stats import BroadcastStats
 from storage.broadcasts import BroadcastStore
+from storage.clicks import ClickStore
 from storage.editors import Editor, EditorStore
 
 COOKIE = "jianbao_console"
@@ -52,6 +54,9 @@ NAV = (
     ("简报", "console_home"),
     ("导入", "console_issue_new"),
     ("发送", "console_broadcasts"),
+    ("比较", "console_compare"),
+    ("订阅者", "console_subscribers"),
+    ("增长", "console_growth"),
     ("记录", "console_audit"),
 )
 
@@ -71,6 +76,7 @@ class ConsoleState:
     # panel polled by ten editors costs one count every two seconds, not ten.
     progress: ProgressSnapshots
     audiences: AudienceSnapshots
+    stats: StatsSnapshots  # a broadcast's figures after the send (kept once it has finished)
     # Rendered previews by (date, content hash, digest) and frames by (date, content hash, channel):
     # rendering every channel costs ~100 ms of CPU, and an issue's preview only changes with its content.
     previews: LRUCache[tuple[object, ...], Any]
@@ -111,6 +117,9 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         failures_by_address=WindowCounter(LOGIN_FAILURES, LOGIN_WINDOW_SECONDS),
         progress=ProgressSnapshots(BroadcastStore(services.storage.database)),
         audiences=AudienceSnapshots(),
+        stats=StatsSnapshots(
+            BroadcastStats(services.storage.database, links=ClickStore(services.storage.database))
+        ),
         previews=LRUCache(maxsize=PREVIEWS_KEPT),
         frames=LRUCache(maxsize=PREVIEWS_KEPT * 2),
     )
@@ -120,6 +129,7 @@ async def _context(app: web.Application) -> AsyncIterator[None]:
         # Counts still running are cancelled before storage closes (this context ends first).
         await app[CONSOLE].progress.close()
         await app[CONSOLE].audiences.close()
+        await app[CONSOLE].stats.close()
 
 
 def local_zone(name: str) -> dt.tzinfo:

@@ -4,13 +4,19 @@ replacement only.
 render_email(document) -> EmailTemplate(subject, preheader, html, text, ...)   Jinja2 + css-inline, once
 EmailTemplate.personalize(to=..., unsubscribe_url=...) -> EmailMessage          str.replace, per subscriber
 
-The subscriber-specific parts (recipient address, unsubscribe URL) are marker strings in the rendered
-template. A marker carries a hash of the whole document, so issue content cannot contain it by accident or
-on purpose. The HTML is written with a <style> block in templates/email.html.j2; css-inline copies every
-rule into style="" attributes and keeps only the @media rules in a <style> in <head> (clients that read
-it get the narrow-screen layout; clients that drop <style> still get every other style inline). The HTML
-stays under EMAIL_HTML_MAX_BYTES after personalisation, trimmed section by section with channels.fitting
-when needed.
+The subscriber-specific parts (recipient address, unsubscribe URL, and with per-reader clicks the reader's
+signed id on tracked links) are marker strings in the rendered template. A marker carries a hash of the whole
+document, so issue content cannot contain it by accident or on purpose. The HTML is written with a <style>
+block in templates/email.html.j2; css-inline copies every rule into style="" attributes and keeps only the
+@media rules in a <style> in <head> (clients that read it get the narrow-screen layout; clients that drop
+<style> still get every other style inline). The HTML stays under EMAIL_HTML_MAX_BYTES after personalisation,
+trimmed section by section with channels.fitting when needed.
+
+Per-reader clicks (channels/links.py `per_reader`): each tracked link `{public_url}/r/{token}` is rendered
+as `{public_url}/r/{token}?s={reader marker}`, and `personalize` puts the subscriber's signed reader id
+(bot/tokens.py ReaderIds) in place of the marker, or drops the whole `?s=...` when it has none (a test send,
+a sample), so a mail never carries a marker. The id is shorter than the marker: the HTML budget counts the
+marker's bytes and subtracts what the id saves.
 
 This module's package is named `email` inside `channels`; absolute imports make `import email.message`
 here mean the standard library (checked by the tests), so it does not shadow it.
@@ -54,6 +60,10 @@ PREHEADER_MAX_CHARS = 100
 # Our own bound on unsubscribe URLs, so List-Unsubscribe (both URLs) stays far below RFC 5322 2.1.1's
 # 998-character line limit and the HTML budget can reserve room for the URL before it is known.
 MAX_UNSUBSCRIBE_URL_CHARS = 512
+# Our own bound on the reader id of tracked links (bot/tokens.py ReaderIds makes 16 characters): URL-safe
+# base64, which neither HTML nor a URL query escapes.
+MAX_READER_ID_CHARS = 32
+READER_QUERY = "?s="
 # html.escape turns one character into at most 6 bytes (' -> &#x27;); a UTF-8 character is at most 4.
 _ESCAPED_BYTES_PER_CHAR = 6
 
@@ -71,6 +81,7 @@ _DATE_IN_TITLE = re.compile(r"\s*[(（]\s*\d{4}-\d{1,2}-\d{1,2}\s*[)）]\s*")
 _WHITESPACE = re.compile(r"\s+")
 _LINE_BREAKS = ("\r", "\n")
 _URL_FORBIDDEN = re.compile(r"[\s<>\"'\\^`{|}\x00-\x1f\x7f]")
+_READER_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_READER_ID_CHARS}}}")
 _ADDRESS_FORBIDDEN = re.compile(r"[\s<>\"\\,;()\[\]\x00-\x1f\x7f]")  # an addr-spec without quoting
 
 
@@ -102,27 +113,38 @@ class EmailTemplate:
     document: IssueDocument  # the (possibly trimmed) document the parts were rendered from
     links: tuple[RewrittenLink, ...]  # the links the parts show
     html_max_bytes: int = EMAIL_HTML_MAX_BYTES
-    html_reserve: int = 0  # bytes a subscriber's parts may add to `html`, at most
+    html_reserve: int = 0  # bytes a subscriber's parts may add to `html`, at most (negative: save)
+    reader_marker: str = ""  # in tracked links' `?s=` when they carry the reader's id; "" when not
 
-    def personalize(self, *, to: str, unsubscribe_url: str, date: dt.datetime | None = None) -> EmailMessage:
+    def personalize(
+        self,
+        *,
+        to: str,
+        unsubscribe_url: str,
+        date: dt.datetime | None = None,
+        reader: str | None = None,
+    ) -> EmailMessage:
         """The complete message for one subscriber: string replacement, no rendering.
 
         `to` is an address, optionally with a display name; `unsubscribe_url` is the subscriber's
         opaque one-click URL (RFC 8058: the token in it is the only credential). `date` (timezone-aware)
-        defaults to now. Raises ValueError for CR/LF (header injection) or malformed values.
+        defaults to now. `reader` is the subscriber's signed reader id for tracked links (per-reader
+        clicks); without one the links carry none. Raises ValueError for CR/LF (header injection) or
+        malformed values.
         """
         address = check_recipient(to)
         check_unsubscribe_url(unsubscribe_url)
+        if reader is not None and not _READER_ID.fullmatch(reader):
+            raise ValueError(f"a reader id is 1-{MAX_READER_ID_CHARS} URL-safe base64 characters")
         when = date or dt.datetime.now(dt.UTC)
         if when.tzinfo is None:
             raise ValueError("the Date needs a timezone-aware datetime")
+        html, text = self._with_reader(reader)
         html_escaped = html_lib.escape(unsubscribe_url, quote=True)
-        html = self.html.replace(self.unsubscribe_marker, html_escaped).replace(
+        html = html.replace(self.unsubscribe_marker, html_escaped).replace(
             self.recipient_marker, html_lib.escape(address, quote=True)
         )
-        text = self.text.replace(self.unsubscribe_marker, unsubscribe_url).replace(
-            self.recipient_marker, address
-        )
+        text = text.replace(self.unsubscribe_marker, unsubscribe_url).replace(self.recipient_marker, address)
         message = EmailMessage()
         message["From"] = self.mail_from
         message["To"] = to
@@ -141,6 +163,16 @@ class EmailTemplate:
         digest = hashlib.sha256(f"{message['Message-ID']}\n{text}\n{html}".encode()).hexdigest()
         message.set_boundary(f"=_jianbao_{digest[:24]}")
         return message
+
+    def _with_reader(self, reader: str | None) -> tuple[str, str]:
+        """`html` and `text` with the reader marker replaced by `reader`, or dropped with its query."""
+        if not self.reader_marker:
+            return self.html, self.text
+        if reader is None:
+            marker, reader = f"{READER_QUERY}{self.reader_marker}", ""
+        else:
+            marker = self.reader_marker
+        return self.html.replace(marker, reader), self.text.replace(marker, reader)
 
     def message_id(self, address: str) -> str:
         """Stable per (issue, subscriber): a resend of the same issue has the same Message-ID."""
@@ -168,7 +200,8 @@ class EmailTemplate:
         }
 
     def preview(self) -> str:
-        text = self.text.replace(self.unsubscribe_marker, SAMPLE_UNSUBSCRIBE_URL).replace(
+        _, text = self._with_reader(None)
+        text = text.replace(self.unsubscribe_marker, SAMPLE_UNSUBSCRIBE_URL).replace(
             self.recipient_marker, SAMPLE_RECIPIENT
         )
         return f"主题：{self.subject}\n预览：{self.preheader}\n\n{text}"
@@ -203,15 +236,21 @@ def render_email(
     nonce = hashlib.sha256(repr(document).encode("utf-8")).hexdigest()[:20]
     unsubscribe_marker = f"JIANBAO-UNSUBSCRIBE-{nonce}"
     recipient_marker = f"JIANBAO-RECIPIENT-{nonce}"
+    reader_marker = f"JIANBAO-READER-{nonce}" if any(link.per_reader for link in document.links) else ""
     subject = email_subject(document)
 
     def attempt(candidate: IssueDocument) -> EmailTemplate | None:
         html, text, preheader = _render(candidate, subject, unsubscribe_marker, recipient_marker)
+        if reader_marker:
+            html, text = _mark_readers(html, text, candidate.links, reader_marker)
         reserve = html.count(unsubscribe_marker) * (
             MAX_UNSUBSCRIBE_URL_CHARS * _ESCAPED_BYTES_PER_CHAR - len(unsubscribe_marker)
         ) + html.count(recipient_marker) * (
             MAX_ADDRESS_CHARS * _ESCAPED_BYTES_PER_CHAR - len(recipient_marker)
         )
+        if reader_marker:
+            # Negative: an id is shorter than the marker it replaces (and no id drops `?s=` too).
+            reserve += html.count(reader_marker) * (MAX_READER_ID_CHARS - len(reader_marker))
         if len(html.encode("utf-8")) + reserve > max_html_bytes:
             return None
         return EmailTemplate(
@@ -229,6 +268,7 @@ def render_email(
             links=_shown_links(candidate),
             html_max_bytes=max_html_bytes,
             html_reserve=reserve,
+            reader_marker=reader_marker,
         )
 
     template, _ = fit(document, attempt)
@@ -308,6 +348,19 @@ def _render(document: IssueDocument, subject: str, unsubscribe: str, recipient: 
     html = environment.get_template(HTML_TEMPLATE).render(context)
     text = environment.get_template(TEXT_TEMPLATE).render(context)
     return _inliner().inline(html), text, preheader
+
+
+def _mark_readers(html: str, text: str, links: tuple[RewrittenLink, ...], marker: str) -> tuple[str, str]:
+    """Each per-reader tracking link given `?s={marker}`. A tracking link is `{public_url}/r/{token}`
+    with a fixed-length token, so none is the beginning of another and plain replacement finds only it."""
+    for link in links:
+        if link.per_reader and link.token:
+            marked = f"{link.rendered}{READER_QUERY}{marker}"
+            html = html.replace(
+                html_lib.escape(link.rendered, quote=True), html_lib.escape(marked, quote=True)
+            )
+            text = text.replace(link.rendered, marked)
+    return html, text
 
 
 def _sections(document: IssueDocument) -> tuple[SectionView, ...]:

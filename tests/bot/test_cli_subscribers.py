@@ -7,6 +7,7 @@ of interpreter start-up per command.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -19,6 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from storage.audit import AuditEntry, AuditTrail
+from storage.database import Database
 from tests.bot.helpers import CliResult, run_cli, sqlite_url
 
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -174,3 +177,27 @@ def test_export_and_import_again_keeps_out_who_left(subscribers: Jianbao, tmp_pa
     assert [row["address"] for row in exported(subscribers, fresh)] == ["reader@example.com"]
     # Reimporting the original list does not bring the telegram reader back either: only `add` does.
     assert "1 who had left kept out" in subscribers("import", source, url=url).stdout
+
+
+def test_erase_deletes_the_subscriber_and_records_it_without_the_address(
+    subscribers: Jianbao, cli_database_url: str
+) -> None:
+    url = cli_database_url
+    assert subscribers("add", "email", "Gone@Example.com", url=url).code == 0
+    assert subscribers("add", "email", "kept@example.com", url=url).code == 0
+
+    erased = subscribers("erase", "email", "gone@example.com", url=url)
+    again = subscribers("erase", "email", "gone@example.com", url=url)
+
+    assert (erased.code, erased.stdout) == (0, "erased: one email subscriber\n"), erased.stderr
+    assert again.code == 1
+    assert again.stderr_lines == ["jianbao: erase: no such subscriber: email gone@example.com"]
+    assert [row["address"] for row in exported(subscribers, url)] == ["kept@example.com"]
+    entries = asyncio.run(_audit(url))
+    assert [(entry.actor, entry.action, entry.detail) for entry in entries] == [("cli", "erase", "email")]
+    assert "gone" not in entries[0].subject.lower()
+
+
+async def _audit(url: str) -> list[AuditEntry]:
+    async with Database(url) as database:
+        return await AuditTrail(database).recent()

@@ -19,6 +19,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from bot.click_buffer import CLICKS
 from bot.csrf import FIELD
 from bot.services import SERVICES, Services
 from bot.settings import Settings
@@ -366,8 +367,9 @@ async def clicks_metric(service: Service, channel: str) -> float:
 async def test_a_tracked_link_redirects_to_its_url_and_counts_the_click(service: Service) -> None:
     token = await remember(service)
 
-    response = await service.client.get(f"/r/{token}", allow_redirects=False)
-    await service.client.get(f"/r/{token}", allow_redirects=False)
+    response = await service.client.get(f"/r/{token}", allow_redirects=False, headers={"User-Agent": "A"})
+    await service.client.get(f"/r/{token}", allow_redirects=False, headers={"User-Agent": "B"})
+    await service.client.app[CLICKS].flush()  # clicks are recorded in batches (bot/click_buffer.py)
 
     assert response.status == 302
     assert response.headers["Location"] == ARTICLE
@@ -412,6 +414,7 @@ async def test_head_follows_a_link_without_counting_it(service: Service) -> None
     token = await remember(service)
 
     response = await service.client.head(f"/r/{token}", allow_redirects=False)
+    await service.client.app[CLICKS].flush()
 
     assert response.status == 302
     assert response.headers["Location"] == ARTICLE

@@ -105,6 +105,7 @@ async def _served(
             public_url=url,
             secret_key=SECRET_KEY,
             trusted_proxies="127.0.0.1",
+            track_links=True,
             telegram_token=TOKEN,
             telegram_secret="a-webhook-secret",
             telegram_api_url=telegram.url,
