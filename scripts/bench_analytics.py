@@ -116,6 +116,9 @@ ANALYTICS_PAGES = (
     "/console/subscribers?channel=wechat&status=unsubscribed",
     "/console/subscribers?topic=剪枝",
     "/console/subscribers/{subscriber}",
+    "/console/growth",
+    "/console/growth?days=30",
+    "/console/subscribers/import",
 )
 STATS_PAGE = "/console/broadcasts/{id}/stats"
 SUBSCRIBER_ID = 500_012  # an email subscriber (id % 20 in 10..16)
