@@ -4,7 +4,8 @@
 of readers click at once, redirects queued behind the database (SQLite has one writer). Now the redirect
 answers from a cached read and only notes the click here; a background task hands what was noted to
 ClickStore.record in one transaction per FLUSH_SECONDS or MAX_WAITING clicks, whichever comes first, and
-that transaction decides which clicks count (storage/clicks.py). The pattern of bot/last_seen.py.
+that transaction decides which clicks count (storage/clicks.py). The writer is bot/batch_writer.py, as for
+bot/last_seen.py.
 
 A crash loses at most that window of clicks; a database away for long loses the oldest beyond MAX_HELD,
 counted in the log. The figures are then lower than the truth, never higher.
@@ -25,16 +26,16 @@ missing `s` is never an error: the click counts per link, by its hash, as before
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
+from bot.batch_writer import BatchWriter
 from bot.click_filter import classify
 from bot.tokens import ReaderIds
 from content.errors import JianbaoError
@@ -47,7 +48,6 @@ FLUSH_SECONDS = 1.0
 MAX_WAITING = 1_000
 # Held in memory while the database is away; beyond it the oldest clicks are dropped.
 MAX_HELD = 100_000
-RETRY_SECONDS = 2.0
 
 
 def _utc_now() -> dt.datetime:
@@ -71,7 +71,7 @@ class Clickers:
         return hmac.new(self._key, who, hashlib.sha256).hexdigest()[:CLICKER_LENGTH]
 
 
-class ClickBuffer:
+class ClickBuffer(BatchWriter):
     def __init__(
         self,
         store: ClickStore,
@@ -83,16 +83,13 @@ class ClickBuffer:
         clock: Callable[[], dt.datetime] = _utc_now,
         readers: ReaderIds | None = None,
     ) -> None:
+        super().__init__(flush_seconds=flush_seconds, max_waiting=max_waiting)
         self.store = store  # the one whose link cache `set_url` must go through in this process
         self._clickers = Clickers(secret_key)
         self._readers = readers  # None: per-reader clicks are off
-        self._flush_seconds = flush_seconds
-        self._max_waiting = max_waiting
         self._clock = clock
         self._waiting: deque[ClickEvent] = deque(maxlen=max_held)
         self._dropped = 0
-        self._full = asyncio.Event()
-        self._stopping = False
 
     def note(
         self,
@@ -116,28 +113,11 @@ class ClickBuffer:
         if len(self._waiting) == self._waiting.maxlen:
             self._dropped += 1  # the deque drops the oldest
         self._waiting.append(event)
-        if len(self._waiting) >= self._max_waiting:
-            self._full.set()
+        self._noted(len(self._waiting))
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
-
-    async def run(self) -> None:
-        """Write until `stop` (a task of the app's lifetime), then call `close`."""
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._flush_seconds)
-            self._full.clear()
-            if not self._stopping and not await self.flush():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), RETRY_SECONDS)
-
-    def stop(self) -> None:
-        """Make `run` return once its write in progress, if any, is done. Not a cancellation: a write
-        cancelled halfway can leave SQLite's write lock with a connection that nobody will finish."""
-        self._stopping = True
-        self._full.set()
 
     async def flush(self) -> bool:
         """Write what is waiting, MAX_WAITING at a time; False (the rest stays waiting) when the
@@ -177,15 +157,3 @@ class ClickBuffer:
 
 
 CLICKS = web.AppKey("click_buffer", ClickBuffer)
-
-
-@contextlib.asynccontextmanager
-async def buffering(buffer: ClickBuffer) -> AsyncIterator[ClickBuffer]:
-    """`buffer` writing in the background while the block runs, and what is left written on leaving."""
-    task = asyncio.create_task(buffer.run())
-    try:
-        yield buffer
-    finally:
-        buffer.stop()
-        await task
-        await buffer.close()

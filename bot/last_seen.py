@@ -13,11 +13,11 @@ WeChat's, so a broadcast text may skip a reader it could have reached, never the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
+from bot.batch_writer import BatchWriter
 from content.errors import JianbaoError
 from storage.subscribers import SubscriberStore
 
@@ -28,14 +28,13 @@ MAX_WAITING = 500
 # Held in memory while the database is away; beyond it the oldest notes are dropped (a reader's next
 # message notes them again).
 MAX_HELD = 100_000
-RETRY_SECONDS = 2.0
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class LastSeenBuffer:
+class LastSeenBuffer(BatchWriter):
     def __init__(
         self,
         subscribers: SubscriberStore,
@@ -45,40 +44,20 @@ class LastSeenBuffer:
         max_waiting: int = MAX_WAITING,
         clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
+        super().__init__(flush_seconds=flush_seconds, max_waiting=max_waiting)
         self._subscribers = subscribers
         self._channel = channel
-        self._flush_seconds = flush_seconds
-        self._max_waiting = max_waiting
         self._clock = clock
         self._waiting: dict[str, dt.datetime] = {}
-        self._full = asyncio.Event()
-        self._stopping = False
 
     def note(self, address: str) -> None:
         """`address` (already checked by the channel's rule) wrote to us now."""
         self._waiting[address] = self._clock()
-        if len(self._waiting) >= self._max_waiting:
-            self._full.set()
+        self._noted(len(self._waiting))
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
-
-    async def run(self) -> None:
-        """Write until `stop` (a task of the app's lifetime), then call `close`."""
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._flush_seconds)
-            self._full.clear()
-            if not self._stopping and not await self.flush():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), RETRY_SECONDS)
-
-    def stop(self) -> None:
-        """Make `run` return once its write in progress, if any, is done. Not a cancellation: a write
-        cancelled halfway can leave SQLite's write lock with a connection that nobody will finish."""
-        self._stopping = True
-        self._full.set()
 
     async def flush(self) -> bool:
         """Write what is waiting; False (it stays waiting) when the database cannot take it now."""
@@ -109,15 +88,3 @@ class LastSeenBuffer:
     async def close(self) -> None:
         if not await self.flush():
             log.error("%s: %d last-seen times lost at shutdown", self._channel, len(self._waiting))
-
-
-@contextlib.asynccontextmanager
-async def buffering(buffer: LastSeenBuffer) -> AsyncIterator[LastSeenBuffer]:
-    """`buffer` writing in the background while the block runs, and what is left written on leaving."""
-    task = asyncio.create_task(buffer.run())
-    try:
-        yield buffer
-    finally:
-        buffer.stop()
-        await task
-        await buffer.close()

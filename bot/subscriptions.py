@@ -42,7 +42,8 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from cachetools import TTLCache
 
-from bot.click_buffer import CLICKS, ClickBuffer, buffering
+from bot.batch_writer import buffering
+from bot.click_buffer import CLICKS, ClickBuffer
 from bot.csrf import FORM_GUARD, CsrfRefused, FormGuard
 from bot.services import SERVICES, Services
 from bot.signup_caps import SignupCaps

@@ -117,14 +117,14 @@ async def create(request: web.Request) -> web.StreamResponse:
 @require_admin
 async def show(request: web.Request) -> web.StreamResponse:
     control = _control(request)
-    broadcast = await control.broadcasts.get(_id(request))
+    broadcast = await control.broadcasts.get(broadcast_id(request))
     return web.json_response(await control.status(broadcast))
 
 
 @require_admin
 async def stats(request: web.Request) -> web.StreamResponse:
     shared = request.app[STATS]
-    broadcast = await _control(request).broadcasts.get(_id(request))
+    broadcast = await _control(request).broadcasts.get(broadcast_id(request))
     tally = await shared.tally(broadcast.id)
     return web.json_response(await shared.stats.report(broadcast, tally))
 
@@ -133,11 +133,13 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def steer(request: web.Request) -> web.StreamResponse:
     verb = request.path.rsplit("/", 1)[1]
     control = _control(request)
-    broadcast = await getattr(control.broadcasts, verb)(_id(request))
+    broadcast = await getattr(control.broadcasts, verb)(broadcast_id(request))
     return web.json_response(await control.status(broadcast))
 
 
-def _id(request: web.Request) -> int:
+def broadcast_id(request: web.Request) -> int:
+    """The route's {id}: NotFound for anything but a number a broadcast id can be (the API's and the
+    console's routes alike)."""
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 9:
         raise NotFound(f"no broadcast with id {raw[:20]!r}")

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.broadcast.control import BroadcastControl, DryRun, SendRequest, parse_time
+from bot.broadcast.routes import broadcast_id
 from bot.console.auth import CONSOLE, EDITOR, local_zone, render, require_editor
 from bot.console.issues import ISSUE, audit, load_issue, route_date
 from bot.services import SERVICES
@@ -257,7 +258,7 @@ async def broadcast_page(request: web.Request) -> web.Response:
 
 async def _broadcast_page(request: web.Request, *, error: str, status: int = 200) -> web.Response:
     control = broadcast_control(request)
-    broadcast = await control.broadcasts.get(_id(request))
+    broadcast = await control.broadcasts.get(broadcast_id(request))
     progress = await shared_progress(request, broadcast)
     entries = await audit(request).recent(
         20, subjects=(broadcast_subject(broadcast.id), issue_subject(broadcast.issue_date))
@@ -275,7 +276,7 @@ async def _broadcast_page(request: web.Request, *, error: str, status: int = 200
 
 @require_editor
 async def progress_panel(request: web.Request) -> web.Response:
-    broadcast = await broadcast_control(request).broadcasts.get(_id(request))
+    broadcast = await broadcast_control(request).broadcasts.get(broadcast_id(request))
     progress = await shared_progress(request, broadcast)
     return render(request, "broadcast_progress.html.j2", **progress_view(request, broadcast, progress))
 
@@ -286,9 +287,8 @@ async def steer(request: web.Request) -> web.Response:
     if verb not in VERBS:
         raise NotFound(f"no action {verb[:20]!r} (pause, resume or cancel)")
     control = broadcast_control(request)
-    broadcast_id = _id(request)
     try:
-        broadcast = await getattr(control.broadcasts, verb)(broadcast_id)
+        broadcast = await getattr(control.broadcasts, verb)(broadcast_id(request))
     except JianbaoError as error:
         if error.status == 404:
             raise
@@ -298,10 +298,3 @@ async def steer(request: web.Request) -> web.Response:
         request[EDITOR].name, verb, broadcast_subject(broadcast.id), str(broadcast.issue_date)
     )
     raise web.HTTPSeeOther(request.app.router[BROADCAST].url_for(id=str(broadcast.id)))
-
-
-def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise NotFound(f"no broadcast with id {raw[:20]!r}")
-    return int(raw)

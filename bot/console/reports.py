@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.broadcast.routes import broadcast_id
 from bot.click_buffer import CLICKS
 from bot.console.auth import CONSOLE, EDITOR, render, require_editor
 from bot.console.broadcasts import BROADCAST, broadcast_control
@@ -134,7 +135,7 @@ async def stats_page(request: web.Request) -> web.Response:
 
 async def _stats_page(request: web.Request, *, error: str, notice: str, status: int = 200) -> web.Response:
     control = broadcast_control(request)
-    broadcast = await control.broadcasts.get(_id(request))
+    broadcast = await control.broadcasts.get(broadcast_id(request))
     report = await _report(request, broadcast)
     clicks = request.app[CLICKS].store
     now = dt.datetime.now(dt.UTC)
@@ -163,7 +164,7 @@ async def _stats_page(request: web.Request, *, error: str, notice: str, status: 
 
 @require_editor
 async def stats_csv(request: web.Request) -> web.StreamResponse:
-    broadcast = await broadcast_control(request).broadcasts.get(_id(request))
+    broadcast = await broadcast_control(request).broadcasts.get(broadcast_id(request))
     report = await _report(request, broadcast)
     part = request.query.get("part", "links")
     out = io.StringIO()
@@ -200,7 +201,7 @@ def _cell(value: object) -> object:
 
 @require_editor
 async def fix_link(request: web.Request) -> web.Response:
-    broadcast = await broadcast_control(request).broadcasts.get(_id(request))
+    broadcast = await broadcast_control(request).broadcasts.get(broadcast_id(request))
     form = await request.post()
     old = str(form.get("url", ""))[:MAX_URL_CHARS]
     new = str(form.get("new_url", "")).strip()[:MAX_URL_CHARS]
@@ -256,10 +257,3 @@ async def compare_page(request: web.Request) -> web.Response:
         uplot_script=router["static"].url_for(filename="vendor/uplot-1.6.32.iife.min.js"),
         uplot_style=router["static"].url_for(filename="vendor/uplot-1.6.32.min.css"),
     )
-
-
-def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise NotFound(f"no broadcast with id {raw[:20]!r}")
-    return int(raw)

@@ -33,7 +33,8 @@ import aiohttp
 from aiohttp import web
 from cachetools import TTLCache
 
-from bot.last_seen import LastSeenBuffer, buffering
+from bot.batch_writer import buffering
+from bot.last_seen import LastSeenBuffer
 from bot.services import SERVICES
 from bot.site import ARCHIVE, absolute_url
 from bot.wechat.dialog import CHANNEL, Dialog, LastSearch

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.click_buffer import CLICKS, ClickBuffer, Clickers, buffering
+from bot.batch_writer import buffering
+from bot.click_buffer import CLICKS, ClickBuffer, Clickers
 from channels.links import tracking_token
 from storage.clicks import ClickStore
 from storage.database import Database

@@ -8,7 +8,8 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from bot.last_seen import LastSeenBuffer, buffering
+from bot.batch_writer import buffering
+from bot.last_seen import LastSeenBuffer
 from channels.registry import channel_registry
 from storage.database import Database
 from storage.subscribers import SubscriberStore
