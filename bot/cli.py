@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bot.broadcast.audience import SKIP_TOPICS, TopicMatcher
 from bot.cli_common import emit_json as _emit_json
 from bot.cli_common import error_line as _error_line
 from bot.cli_common import fail as _fail
@@ -249,6 +250,14 @@ def render_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the payload as JSON.")] = False,
+    topics: Annotated[
+        str | None,
+        typer.Option(
+            "--topics",
+            help="What a reader with these topics gets (comma-separated, e.g. 量化,剪枝): "
+            "nothing when the issue is not about them, else their items first.",
+        ),
+    ] = None,
 ) -> None:
     """Show what an issue looks like on a channel, exactly as it would be sent."""
     settings = load_settings()
@@ -261,6 +270,11 @@ def render_command(
             f"render: --max-messages takes a number of 1 or more, and only with --channel {several}", code=2
         )
     wanted = _date_argument("render", date)
+    try:
+        chosen = normalise_topics([topics]) if topics else ()
+    except BadInput as exc:
+        _fail(f"render: --topics: {exc}", code=2)
+        return
 
     async def work() -> Issue | None:
         async with open_storage(settings) as storage:
@@ -270,13 +284,34 @@ def render_command(
     if issue is None:
         _fail(f"render: no issue dated {date}" if wanted else "render: no issues imported yet", code=1)
         return
+    focus: tuple[tuple[int, int], ...] = ()
+    reader: dict[str, object] | None = None
+    if chosen:
+        matcher = TopicMatcher(issue)
+        if not any(matcher.matches(topic) for topic in chosen):
+            reader = {"topics": list(chosen), "receives": False, "reason": SKIP_TOPICS}
+            if as_json:
+                _emit_json({"channel": channel, "date": issue.date.isoformat(), "reader": reader})
+            else:
+                named = ", ".join(chosen)
+                sys.stdout.write(f"A reader with the topics {named} gets nothing: {SKIP_TOPICS}.\n")
+            return
+        focus = matcher.focus(chosen)
+        reader = {
+            "topics": list(chosen),
+            "receives": True,
+            "focus": [issue.sections[at].items[index].title for at, index in focus],
+        }
     try:
-        rendered = Renderer(settings, channels).render(issue, channel, max_messages=max_messages)
+        rendered = Renderer(settings, channels).render(issue, channel, max_messages=max_messages, focus=focus)
     except (DoesNotFit, BadInput) as exc:
         _fail(f"render: {exc}", code=1)
         return
     if as_json:
-        _emit_json(rendered.to_dict())
+        payload = rendered.to_dict()
+        if reader is not None:
+            payload["reader"] = reader
+        _emit_json(payload)
     else:
         sys.stdout.write(rendered.preview() + "\n")
 

@@ -8,10 +8,11 @@ process: it holds the Markdown parser that turns summaries into runs, which is w
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from bot.settings import Settings
 from channels.channel import Rendered
-from channels.document import IssueDocument, build_document, summary_parser
+from channels.document import IssueDocument, build_document, summary_parser, with_focus
 from channels.links import LinkPolicy, LinkRewriter
 from channels.registry import ChannelRegistry, channel_registry
 from content.model import Issue
@@ -46,7 +47,21 @@ class Renderer:
         """The issue as every renderer reads it, its links rewritten for `channel` (or WEB)."""
         return build_document(issue, LinkRewriter(self.policy(channel), issue.date), self._md)
 
-    def render(self, issue: Issue, channel: str, *, max_messages: int | None = None) -> Rendered:
-        """The issue as `channel` sends it; BadInput for an unknown channel, DoesNotFit when it cannot fit."""
+    def render(
+        self,
+        issue: Issue,
+        channel: str,
+        *,
+        max_messages: int | None = None,
+        focus: Sequence[tuple[int, int]] = (),
+    ) -> Rendered:
+        """The issue as `channel` sends it; BadInput for an unknown channel, DoesNotFit when it cannot fit.
+
+        `focus`: the items (section index, item index) a reader's topics pick (TopicMatcher.focus),
+        listed first in a "你关注的" block; the rest of the issue follows as usual.
+        """
         found = self.channels.get(channel)
-        return found.render(self.document(issue, channel), self._settings, max_messages=max_messages)
+        document = self.document(issue, channel)
+        if focus:
+            document = with_focus(document, focus)
+        return found.render(document, self._settings, max_messages=max_messages)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp import web
 from bot.metrics import Metrics
 from bot.rendering import Renderer
 from bot.settings import Settings
+from bot.topics import TopicVocabulary
 from channels.registry import ChannelRegistry, channel_registry
 from storage.database import Database
 from storage.issues import IssueStore
@@ -62,6 +64,11 @@ class Services:
     channel_status: dict[str, str] = field(default_factory=dict)
     # Every registered channel -> why it cannot send broadcasts (empty when it can).
     sending_status: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def topics(self) -> TopicVocabulary:
+        """Readers' topic words as search understands them (built on first use, on `search`)."""
+        return TopicVocabulary(self.search)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -8,6 +8,7 @@
     POST /confirm/{token}       the button: PENDING -> ACTIVE
     GET  /unsubscribe/{token}   a page with a button; changes nothing, for the same reason
     POST /unsubscribe/{token}   RFC 8058 one-click unsubscribe: 200 with a short text, never a redirect
+    /preferences/{token}        the reader's topics and pause: bot/preferences.py, set up with these
     GET  /r/{token}             302 to the URL remembered for a tracking token, the click noted for
                                 bot/click_buffer.py to record in batches; 404 otherwise. `?s=` is a
                                 reader id (JIANBAO_TRACK_SUBSCRIBERS), checked there, never refused
@@ -228,6 +229,11 @@ def setup(app: web.Application) -> None:
     router.add_get("/unsubscribe/{token}", unsubscribe_page, name=UNSUBSCRIBE)
     router.add_post("/unsubscribe/{token}", unsubscribe, name=UNSUBSCRIBE)
     router.add_get("/r/{token}", redirect, name=TRACKED_LINK)
+    # The preference page reads its tokens from this feature's EmailSignup, so it comes with it; imported
+    # here because it imports this module.
+    from bot import preferences
+
+    preferences.setup(app)
     app.cleanup_ctx.append(_signup_context)
     app.cleanup_ctx.append(_clicks_context)
 

@@ -1,4 +1,4 @@
-"""Signed tokens in the links we mail to subscribers: confirm a sign-up, unsubscribe.
+"""Signed tokens in the links we mail to subscribers: confirm a sign-up, unsubscribe, choose topics.
 
 A token is 39 URL-safe characters, the unpadded base64url of 29 bytes:
 
@@ -8,8 +8,9 @@ tag = the first 16 bytes of HMAC-SHA256(key, purpose, id, channel, address key, 
 derived from SECRET_KEY for this use alone (tracking links sign with SECRET_KEY differently). The address
 is not in the token, so a token in a log or a Referer gives nothing away; the tag binds the token to the
 subscriber row it names, so it cannot act on another subscriber, nor on a later row that reuses the id
-with another address. Confirmation tokens expire after a week; unsubscribe tokens never do (a mail from
-last year must still unsubscribe).
+with another address; the purpose is in the tag, so an unsubscribe token opens no preference page and the
+other way round. Confirmation tokens expire after a week; unsubscribe and preference tokens never do (a
+mail from last year must still unsubscribe).
 
 `ReaderIds` signs the other id we mail: the `s` of a tracked link in one subscriber's mail
 (JIANBAO_TRACK_SUBSCRIBERS), which tells the click-tracking redirect whose click it is. 16 URL-safe
@@ -48,6 +49,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"  # the preference page linked from every newsletter mail
 
 
 # A sign-up never confirmed is deleted once its link has expired (bot/subscriptions.py).
@@ -55,6 +57,7 @@ CONFIRM_LIFETIME = dt.timedelta(days=7)
 LIFETIMES: dict[Purpose, dt.timedelta | None] = {
     Purpose.CONFIRM: CONFIRM_LIFETIME,
     Purpose.UNSUBSCRIBE: None,
+    Purpose.PREFERENCES: None,  # like unsubscribing: last year's mail must still lead to the page
 }
 
 

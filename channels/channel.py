@@ -108,6 +108,7 @@ class Delivery:
     message_id: str | None = None  # what earlier parts returned (ids joined by ","; a draft's media_id)
     unsubscribe_url: str | None = None  # their signed one-click link (for `personal_links` channels)
     reader: str | None = None  # their signed reader id for tracked links (per-reader clicks), if any
+    preferences_url: str | None = None  # their signed preference page (topics, pause), if any
 
 
 @dataclass(frozen=True, slots=True)

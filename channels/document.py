@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -18,6 +19,8 @@ from channels.links import LinkRewriter, RewrittenLink
 from content.model import Issue, Item
 
 ELLIPSIS = "…"
+# The block a reader with topics finds first: the items about them, title and link only.
+FOCUS_SECTION = "你关注的"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,9 @@ class SectionBlock:
     name: str
     items: tuple[ItemBlock, ...]
     omitted: int = 0  # items left out by truncation: rendered as "还有 N 条"
+    # The reader's own block (FOCUS_SECTION): its items repeat ones of the issue's sections, so it is not
+    # counted, and its "还有 N 条" points at the whole issue, not at an anchor of the archive page.
+    focus: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +69,23 @@ class IssueDocument:
 
     @property
     def item_count(self) -> int:
-        return sum(len(section.items) + section.omitted for section in self.sections)
+        return sum(len(section.items) + section.omitted for section in self.sections if not section.focus)
+
+    def numbered(self) -> list[tuple[int, SectionBlock]]:
+        """Sections with their number on the archive page (#section-N); the focus block has 0."""
+        numbered: list[tuple[int, SectionBlock]] = []
+        count = 0
+        for section in self.sections:
+            if not section.focus:
+                count += 1
+            numbered.append((0 if section.focus else count, section))
+        return numbered
 
     def section_url(self, section: SectionBlock) -> str | None:
+        if section.focus:
+            return self.issue_url
         position = next(
-            (index for index, other in enumerate(self.sections, 1) if other.name == section.name), 0
+            (index for index, other in self.numbered() if other.name == section.name and not other.focus), 0
         )
         return f"{self.issue_url}#section-{position}" if self.issue_url else None
 
@@ -228,6 +246,21 @@ def shorten_runs(runs: tuple[Run, ...], limit: int) -> tuple[Run, ...]:
 def shorten_text(text: str, limit: int) -> str:
     """At most `limit` characters (code points, so never half a surrogate pair), ending in "…" if cut."""
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + ELLIPSIS
+
+
+def with_focus(document: IssueDocument, picks: Sequence[tuple[int, int]]) -> IssueDocument:
+    """`document` with a FOCUS_SECTION first, listing the picked items (section index, item index, in
+    the issue's order) by title and link. Fitting then treats it as the first section: it keeps its
+    place and at least its first item, like every section."""
+    items = tuple(
+        dataclasses.replace(document.sections[section].items[item], summary=(), tags=(), source=None)
+        for section, item in picks
+        if section < len(document.sections) and item < len(document.sections[section].items)
+    )
+    if not items:
+        return document
+    focus = SectionBlock(FOCUS_SECTION, items, focus=True)
+    return dataclasses.replace(document, sections=(focus, *document.sections))
 
 
 def with_items(section: SectionBlock, items: tuple[ItemBlock, ...]) -> SectionBlock:

@@ -44,12 +44,19 @@ def issue_blocks(
     section: Callable[[SectionBlock], list[Block[T]]],
     separator: T,
 ) -> list[Block[T]]:
-    """The issue's blocks in document order: the header and the lead (each left out when empty), the
-    quick news, then each section that has something to show."""
-    blocks = [Block(text, text, separator) for text in (header, lead) if text]
+    """The issue's blocks in document order: the header, a reader's "你关注的" block, the lead (each
+    left out when empty), the quick news, then each section that has something to show."""
+    shown = non_empty(document.sections)
+    blocks = [Block(header, header, separator)] if header else []
+    for each in shown:
+        if each.focus:
+            blocks += section(each)
+    if lead:
+        blocks.append(Block(lead, lead, separator))
     blocks += quick_news
-    for each in non_empty(document.sections):
-        blocks += section(each)
+    for each in shown:
+        if not each.focus:
+            blocks += section(each)
     return blocks
 
 

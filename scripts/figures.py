@@ -195,6 +195,19 @@ SCRIPTS = [
         ],
     ),
     Script(
+        "topics",
+        ["scripts/bench_topics.py", "--subscribers", "20000", "--sets", "1000"],
+        ["scripts/bench_topics.py"],
+        [
+            Figure(
+                "readers' topics: send + render, topics / plain, x",
+                r"send \+ render, topics / plain = ([\d.]+)x",
+                "< 2x (issue 15)",
+                below(2),
+            )
+        ],
+    ),
+    Script(
         "broadcast-rate",
         ["scripts/bench_broadcast_rate.py", "--chats", "900"],
         ["scripts/bench_broadcast_rate.py"],

@@ -208,6 +208,7 @@ class Context:
     csrf: tuple[str, str, str] = ("", "", "")  # the sign-up form's cookie name and value, and its field
     commits: tuple[str, ...] = ()  # of the Git repository behind /hooks/git, oldest first
     console_csrf: tuple[str, str, str] = ("", "", "")  # the pair GET /console/sign-in hands out
+    preferences_tokens: tuple[str, ...] = ()  # the links of the email readers' preference pages
     console_session: str = ""  # EDITOR's session cookie, from a real sign-in; never ended by a request
     spare_session: str = ""  # another of EDITOR's sessions, for sign-outs to end
     fix_urls: tuple[str, ...] = ()  # the tracked URLs of the seeded broadcast's issue (POST .../links)
@@ -1301,8 +1302,10 @@ def token_route(
     *,
     bodies: bool = False,
     settle: bool = False,
+    refused: bool = False,
 ) -> st.SearchStrategy[Recipe]:
-    """Requests of `prefix`/{token}; `settle`: a GET's accepted answer writes later (Request.settle)."""
+    """Requests of `prefix`/{token}; `settle`: a GET's accepted answer writes later (Request.settle);
+    `refused`: every request must be refused (a form posted without its CSRF pair)."""
 
     @st.composite
     def requests(draw: st.DrawFn) -> Recipe:
@@ -1326,7 +1329,9 @@ def token_route(
             segment = quote(value.encode("utf-8", "surrogateescape"), safe="" if encode else "/")
             headers = [("Content-Type", content_type)] if body is not None else []
             target = f"{prefix}/{segment}{tail}"
-            return Request(method, target, headers, body, settle=settle and method == "GET")
+            return Request(
+                method, target, headers, body, settle=settle and method == "GET", must_refuse=refused
+            )
 
         return build
 
@@ -2802,6 +2807,18 @@ ROUTES = [
         lambda: token_route("/unsubscribe", ["POST"], lambda ctx: ctx.unsubscribe_tokens, bodies=True),
     ),
     Route(
+        "preferences-get",
+        "GET /preferences/{token} (the reader's page)",
+        lambda: token_route("/preferences", ["GET", "GET", "HEAD"], lambda ctx: ctx.preferences_tokens),
+    ),
+    Route(
+        "preferences-post",
+        "POST /preferences/{token} (its form, hostile bodies, no CSRF pair)",
+        lambda: token_route(
+            "/preferences", ["POST"], lambda ctx: ctx.preferences_tokens, bodies=True, refused=True
+        ),
+    ),
+    Route(
         "redirect",
         "GET /r/{token}, with and without a reader id (?s=)",
         lambda: st.one_of(
@@ -3246,6 +3263,8 @@ async def seed_database(database_url: str) -> dict[str, Any]:
     return {
         "confirm_tokens": tuple(tokens.make(Purpose.CONFIRM, s, now) for s in pending),
         "unsubscribe_tokens": tuple(tokens.make(Purpose.UNSUBSCRIBE, s, now) for s in active + pending[:5]),
+        "preferences_tokens": tuple(tokens.make(Purpose.PREFERENCES, s, now) for s in active + pending[:3])
+        + tuple(tokens.make(Purpose.UNSUBSCRIBE, s, now) for s in active[:2]),
         "stale_tokens": tuple(
             [tokens.make(Purpose.CONFIRM, s, week_ago) for s in pending[:5]]
             + [tokens.make(Purpose.UNSUBSCRIBE, s, now) for s in pending[5:8]]

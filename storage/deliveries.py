@@ -63,6 +63,9 @@ class Claim:
     message_id: str | None
     address_key: str | None = None  # what a signed unsubscribe link names (with id and channel)
     secret: str | None = None  # the credential kept with the address (a Feishu robot's signing secret)
+    # The subscriber's topics when claimed: the payload is rendered once per distinct set, with the
+    # items about them first (bot/broadcast/payloads.py).
+    topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,9 @@ class DeliveryLedger:
             addresses: dict[int, Any] = {}
             if subscriber_ids:
                 found = await connection.execute(
-                    select(s.c.id, s.c.address, s.c.address_key, s.c.secret).where(s.c.id.in_(subscriber_ids))
+                    select(s.c.id, s.c.address, s.c.address_key, s.c.secret, s.c.topics).where(
+                        s.c.id.in_(subscriber_ids)
+                    )
                 )
                 addresses = {row.id: row for row in found}
         claims = [
@@ -171,6 +176,7 @@ class DeliveryLedger:
                 message_id=row.message_id,
                 address_key=_of(addresses.get(row.subscriber_id), "address_key"),
                 secret=_of(addresses.get(row.subscriber_id), "secret"),
+                topics=_topics_of(addresses.get(row.subscriber_id)),
             )
             for row in claimed
         ]
@@ -384,6 +390,10 @@ class DeliveryLedger:
                         record[key] = as_utc(record[key])
                 result.append(record)
             return result
+
+
+def _topics_of(subscriber: Any) -> tuple[str, ...]:
+    return () if subscriber is None else tuple(subscriber.topics or ())
 
 
 def _of(subscriber: Any, column: str) -> str | None:

@@ -70,6 +70,9 @@ from storage.tables import (
 # Topic preferences: short labels (section names, keywords), a handful per subscriber.
 MAX_TOPICS = 20
 MAX_TOPIC_LENGTH = 32
+# A reader may skip at most this many issues at once (about half a year of a bi-weekly newsletter): a
+# pause is a break, and a counter that runs out is one a forgotten reader cannot be stuck in forever.
+MAX_PAUSED_ISSUES = 12
 MAX_LIST_LIMIT = 10_000
 # Rows per transaction of an import: one commit (an fsync on SQLite) per row would make 10,000 rows take
 # most of a minute.
@@ -124,6 +127,7 @@ class Subscriber:
     confirmed_at: dt.datetime | None
     left_at: dt.datetime | None
     address_key: str  # what makes two spellings the same subscriber (the channel's rule)
+    paused_issues: int = 0  # the next broadcasts that skip them (storage/broadcasts.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,13 @@ def normalise_topics(topics: Sequence[str]) -> tuple[str, ...]:
     if len(found) > MAX_TOPICS:
         raise BadInput(f"at most {MAX_TOPICS} topics")
     return tuple(found)
+
+
+def checked_pause(issues: int) -> int:
+    # bool is an int too: True must not pause anyone for one issue by accident.
+    if isinstance(issues, bool) or not isinstance(issues, int) or not 0 <= issues <= MAX_PAUSED_ISSUES:
+        raise BadInput(f"a pause is 0 to {MAX_PAUSED_ISSUES} issues")
+    return issues
 
 
 def _utc_now() -> dt.datetime:
@@ -274,6 +285,22 @@ class SubscriberStore:
         wanted = list(normalise_topics(topics))
         async with self._database.transaction("write") as connection:
             return await _update(connection, channel, key, {"topics": wanted})
+
+    async def set_preferences(
+        self, channel: str, address: str, *, topics: Sequence[str], paused_issues: int | None = None
+    ) -> Subscriber | None:
+        """A reader's choices from their preference page, written together: their topics, and with
+        `paused_issues` (0 resumes) how many of the next issues they skip. Returns the row as stored, None
+        if there is no such subscriber. BadInput, with nothing written, for what `normalise_topics`
+        refuses or a pause outside 0..MAX_PAUSED_ISSUES."""
+        key = self._key(channel, address)
+        values: dict[str, Any] = {"topics": list(normalise_topics(topics))}
+        if paused_issues is not None:
+            values["paused_issues"] = checked_pause(paused_issues)
+        async with self._database.transaction("write") as connection:
+            if not await _update(connection, channel, key, values):
+                return None
+            return _subscriber(await _found(connection, channel, key))
 
     async def seen(self, channel: str, address: str) -> bool:
         """They wrote to us now (WeChat: this opens the 48 h customer-service window); False if they are
@@ -699,6 +726,7 @@ def _subscriber(row: Row[Any]) -> Subscriber:
         confirmed_at=None if row.confirmed_at is None else _as_utc(row.confirmed_at),
         left_at=None if row.left_at is None else _as_utc(row.left_at),
         address_key=row.address_key,
+        paused_issues=row.paused_issues,
     )
 
 

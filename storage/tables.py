@@ -154,6 +154,10 @@ class SubscriberRow(SQLModel, table=True):
     # What some channels need beside the address to send to it (a Feishu robot's signing secret); never
     # shown in listings or exports.
     secret: str | None = Field(default=None, sa_type=String(MAX_SECRET_LENGTH))
+    # Issues the reader asked to skip (the email preference page): each broadcast that starts while it
+    # is above 0 skips them and counts it down (storage/broadcasts.py). A server default, so the column
+    # is added to a large table without rewriting it, and rows written without it are not paused.
+    paused_issues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class LinkRow(SQLModel, table=True):

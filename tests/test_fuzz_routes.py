@@ -35,6 +35,8 @@ ROUTES = {
     "confirm-post",
     "unsubscribe-get",
     "unsubscribe-post",
+    "preferences-get",
+    "preferences-post",
     "redirect",
     "search",
     "issues",

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from channels.registry import ChannelRegistry
-from content.model import Issue
+from content.model import Issue, Item
 from storage.broadcasts import Audience, Window
+from storage.search.results import MAX_LIMIT, MAX_OFFSET
 
 if TYPE_CHECKING:
     from storage.search.index import SearchIndex
@@ -30,6 +32,12 @@ SKIP_TOPICS = "none of their topics is in this issue"
 
 def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
+
+
+def item_text(section: str, item: Item) -> str:
+    return _fold(
+        "\n".join([section, item.title, item.source or "", item.summary, *item.tags, *item.fields.values()])
+    )
 
 
 def issue_text(issue: Issue) -> str:
@@ -48,6 +56,8 @@ class TopicMatcher:
         self._index: SearchIndex | None = None
         self._issue = issue
         self._decided: dict[str, bool] = {}
+        self._items: dict[str, frozenset[tuple[int, int]]] = {}
+        self._item_texts: list[tuple[tuple[int, int], str]] | None = None
 
     def matches(self, topic: str) -> bool:
         decided = self._decided.get(topic)
@@ -56,14 +66,73 @@ class TopicMatcher:
             self._decided[topic] = decided
         return decided
 
+    def focus(self, topics: Sequence[str]) -> tuple[tuple[int, int], ...]:
+        """The items about any of `topics` as (section index, item index), in the issue's order: what
+        the reader's "你关注的" block lists. Same rule as `matches`, item by item."""
+        picked: set[tuple[int, int]] = set()
+        for topic in topics:
+            found = self._items.get(topic)
+            if found is None:
+                found = self._items[topic] = self._find_items(topic)
+            picked |= found
+        return tuple(sorted(picked))
+
+    def _find_items(self, topic: str) -> frozenset[tuple[int, int]]:
+        if not self.matches(topic):
+            return frozenset()
+        if self._item_texts is None:
+            self._item_texts = [
+                ((at, index), item_text(section.name, item))
+                for at, section in enumerate(self._issue.sections)
+                for index, item in enumerate(section.items)
+            ]
+        folded = _fold(topic)
+        found = {place for place, text in self._item_texts if folded in text}
+        places = {
+            (section.name, item.position): (at, index)
+            for at, section in enumerate(self._issue.sections)
+            for index, item in enumerate(section.items)
+        }
+        index = self._search_index()
+        offset = 0
+        while True:
+            hits = index.search(topic, limit=MAX_LIMIT, offset=offset, cached=False).hits
+            found |= {places[key] for key in ((hit.section, hit.position) for hit in hits) if key in places}
+            offset += MAX_LIMIT
+            if len(hits) < MAX_LIMIT or offset > MAX_OFFSET:
+                return frozenset(found)
+
     def _found(self, topic: str) -> bool:
+        return bool(self._search_index().search(topic, limit=1, cached=False).hits)
+
+    def _search_index(self) -> SearchIndex:
         if self._index is None:  # built on the first topic that is not literally in the issue
             # Imported here: the search engine is ~45 MB that workers, which import this module, never use.
             from storage.search.index import SearchIndex
 
             self._index = SearchIndex()
             self._index.replace_issues([self._issue])
-        return bool(self._index.search(topic, limit=1, cached=False).hits)
+        return self._index
+
+
+def mentions(issue: Issue, topic: str) -> bool:
+    """The topic written in the issue (case and width folded): the first half of TopicMatcher's rule."""
+    return _fold(topic) in issue_text(issue)
+
+
+def found_in(index: SearchIndex, topic: str) -> frozenset[dt.date]:
+    """The issues in which the archive's search finds `topic`: the second half of TopicMatcher's rule,
+    for every issue at once (a search matches an item or not whatever else the index holds), so that a
+    page asking about many issues does not build a one-issue index for each."""
+    dates: set[dt.date] = set()
+    offset = 0
+    while offset <= MAX_OFFSET:
+        hits = index.search(topic, limit=MAX_LIMIT, offset=offset).hits
+        dates.update(hit.date for hit in hits)
+        if len(hits) < MAX_LIMIT:
+            break
+        offset += MAX_LIMIT
+    return frozenset(dates)
 
 
 def audience(issue: Issue, now: dt.datetime, channels: ChannelRegistry) -> Audience:

@@ -72,6 +72,7 @@ class WorkerParts:
     broadcasts: BroadcastStore
     ledger: DeliveryLedger
     channels: tuple[str, ...]
+    payloads: PayloadCache
 
 
 @asynccontextmanager
@@ -110,7 +111,9 @@ async def open_worker(
             rates=rates(settings, database, channels),
             config=worker_config(settings),
         )
-        yield WorkerParts(worker=worker, broadcasts=broadcasts, ledger=ledger, channels=senders.channels)
+        yield WorkerParts(
+            worker=worker, broadcasts=broadcasts, ledger=ledger, channels=senders.channels, payloads=payloads
+        )
 
 
 def serve_runs_worker(settings: Settings) -> bool:

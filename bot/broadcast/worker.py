@@ -283,7 +283,9 @@ class BroadcastWorker:
 
     async def _send(self, claim: Claim, *, test: bool = False) -> Result:
         channel, sender = self._senders.open[claim.channel]
-        rendered = await self._payloads.get(claim.issue_date, claim.channel)
+        # A mass send reaches every follower with one payload: it cannot carry anyone's topics.
+        topics = () if claim.kind == DeliveryKind.MASS else claim.topics
+        rendered = await self._payloads.get(claim.issue_date, claim.channel, topics)
         delivery = Delivery(
             id=claim.id,
             broadcast_id=claim.broadcast_id,
@@ -294,6 +296,9 @@ class BroadcastWorker:
             parts_done=claim.parts_done,
             message_id=claim.message_id,
             unsubscribe_url=self._unsubscribe_url(claim) if channel.personal_links else None,
+            preferences_url=(
+                self._unsubscribe_url(claim, Purpose.PREFERENCES) if channel.personal_links else None
+            ),
             reader=self._reader(claim) if channel.personal_links else None,
         )
         rate = self._rates.get(claim.channel, Unlimited())
@@ -331,7 +336,8 @@ class BroadcastWorker:
             return None
         return readers.make(claim.subscriber_id)
 
-    def _unsubscribe_url(self, claim: Claim) -> str | None:
+    def _unsubscribe_url(self, claim: Claim, purpose: Purpose = Purpose.UNSUBSCRIBE) -> str | None:
+        """The subscriber's signed link for `purpose`: one-click unsubscribe, or their preference page."""
         senders = self._senders
         if senders.tokens is None or not senders.public_url or claim.address is None:
             return None
@@ -348,8 +354,9 @@ class BroadcastWorker:
             left_at=None,
             address_key=claim.address_key or claim.address,
         )
-        token = senders.tokens.make(Purpose.UNSUBSCRIBE, subscriber, now)
-        return f"{senders.public_url.rstrip('/')}/unsubscribe/{token}"
+        token = senders.tokens.make(purpose, subscriber, now)
+        # Both routes are /{purpose}/{token} (bot/subscriptions.py, bot/preferences.py).
+        return f"{senders.public_url.rstrip('/')}/{purpose.value}/{token}"
 
     # --- outcomes -----------------------------------------------------------------------------------
 

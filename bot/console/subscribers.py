@@ -5,12 +5,19 @@
     GET  /console/subscribers/{id}             one subscriber: times, deliveries, clicks (when kept: JIANBAO_
                                                TRACK_SUBSCRIBERS), what editors did, forms
     POST /console/subscribers/{id}/status      set their status (one of SubscriberStatus)
-    POST /console/subscribers/{id}/topics      replace their topics (the sign-up form's topic rule)
+    POST /console/subscribers/{id}/topics      replace their topics, through the readers' vocabulary
+                                               (bot/topics.py): the page says what it took, refused and
+                                               suggested, and the cap
     POST /console/subscribers/{id}/erase       erase them completely; only with the confirm box ticked
 
 Subscribers are named by id in URLs and in the audit trail, never by address: an erasure (storage's
 SubscriberStore.erase_id) cuts the address out of the database, and a URL or audit line holding it would be
 one more copy to find. Bad input gets the page again with one line saying why.
+
+Topics mean for an editor what they mean for the reader (bot/topics.py `TopicVocabulary.choose`): a topic the
+subscriber has stays as stored, any other word is taken only as the vocabulary understands it (量化 for
+"quantization"), so an editor cannot give a reader, or a WeCom/Feishu group robot, a topic no issue will
+ever match.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from yarl import URL
 
 from bot.console.auth import EDITOR, render, require_editor
 from bot.console.issues import audit
+from bot.preferences import topic_lines
 from bot.services import SERVICES
+from bot.topics import split_words
 from content.errors import BadInput, JianbaoError, NotFound
 from storage.audit import subscriber_subject
 from storage.subscribers import (
@@ -30,7 +39,6 @@ from storage.subscribers import (
     SubscriberPage,
     SubscriberStatus,
     SubscriberStore,
-    normalise_topics,
 )
 from storage.tables import MAX_ADDRESS_LENGTH
 
@@ -131,7 +139,9 @@ async def subscriber_page(request: web.Request) -> web.Response:
     return await _subscriber_page(request, error="")
 
 
-async def _subscriber_page(request: web.Request, *, error: str, status: int = 200) -> web.Response:
+async def _subscriber_page(
+    request: web.Request, *, error: str, status: int = 200, notice: tuple[str, ...] = ()
+) -> web.Response:
     subscriber_id = _id(request)
     history = await _store(request).history(subscriber_id)
     if history is None:
@@ -144,6 +154,7 @@ async def _subscriber_page(request: web.Request, *, error: str, status: int = 20
         "subscriber.html.j2",
         status=status,
         error=error,
+        notice=notice,
         history=history,
         row=history.subscriber,
         channel_label=channels.get(name).label if name in channels else name,
@@ -174,11 +185,17 @@ async def change(request: web.Request) -> web.Response:
             await _store(request).erase_id(subscriber_id, actor=editor)  # it records the erasure itself
             done = request.app.router[SUBSCRIBERS].url_for().with_query(erased=str(subscriber_id))
             raise web.HTTPSeeOther(done)
-        detail = await (_set_status if verb == "status" else _set_topics)(request, row, form.get(verb))
+        notice: tuple[str, ...] = ()
+        if verb == "status":
+            detail = await _set_status(request, row, form.get(verb))
+        else:
+            detail, notice = await _set_topics(request, row, form.get(verb))
     except JianbaoError as failure:
         return await _subscriber_page(request, error=failure.message, status=failure.status)
     if detail:
         await audit(request).record(editor, verb, subscriber_subject(subscriber_id), detail)
+    if notice:  # what the vocabulary said is for this answer only: the page, not a redirect
+        return await _subscriber_page(request, error="", notice=notice)
     raise web.HTTPSeeOther(request.app.router[SUBSCRIBER].url_for(id=str(subscriber_id)))
 
 
@@ -192,14 +209,17 @@ async def _set_status(request: web.Request, row: Subscriber, raw: object) -> str
     return f"{row.status.value} → {wanted.value}"
 
 
-async def _set_topics(request: web.Request, row: Subscriber, raw: object) -> str:
+async def _set_topics(request: web.Request, row: Subscriber, raw: object) -> tuple[str, tuple[str, ...]]:
+    """The audit detail ("" when nothing changed), and what to tell the editor: what was taken, refused
+    (with suggestions) or left over the cap, and the topics now."""
     if not isinstance(raw, str) or len(raw) > MAX_TOPICS_CHARS:
         raise BadInput(f"at most {MAX_TOPICS} topics of {MAX_TOPIC_LENGTH} characters")
-    wanted = normalise_topics([raw])
-    if wanted == row.topics:
-        return ""
-    await _store(request).set_topics(row.channel, row.address, wanted)
-    return " ".join(wanted) or "(none)"
+    change = request.app[SERVICES].topics.choose(row.topics, keep=split_words(raw), words=())
+    notice = tuple(topic_lines(change))
+    if not change.changed:
+        return "", notice
+    await _store(request).set_topics(row.channel, row.address, change.after)
+    return " ".join(change.after) or "(none)", notice
 
 
 def _id(request: web.Request) -> int:

@@ -1,6 +1,6 @@
-"""The bot's conversation: commands, plain-text search, result pages and inline mode.
+"""The bot's conversation: commands, plain-text search, result pages, the topics keyboard and inline mode.
 
-Every handler answers from memory or one database call (search is an in-process index, the latest
+Every handler answers from memory or a database call or two (search is an in-process index, the latest
 issue renders in milliseconds and is cached), so the webhook can run them before it answers Telegram.
 A subscriber is (TELEGRAM.name, str(chat id)): a private chat is a reader, a group subscribes as a whole.
 Errors go to `on_error`: a chat that blocked the bot is marked BLOCKED; anything unexpected is logged
@@ -38,12 +38,20 @@ from bot.telegram.keyboard import (
     read_offset,
     read_page_data,
 )
+from bot.telegram.topics_keyboard import (
+    TOPIC_DATA_PATTERN,
+    find_topic,
+    offered_topics,
+    read_topic_data,
+    topics_keyboard,
+)
+from bot.topics import POPULAR_TOPICS, change_lines, describe_topics
 from channels.fitting import DoesNotFit
 from channels.telegram import render_telegram
 from channels.telegram.channel import TELEGRAM
 from content.model import Issue
 from storage.search.results import MAX_LIMIT, SearchResult
-from storage.subscribers import SubscriberStatus
+from storage.subscribers import Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,7 @@ class TelegramHandlers:
             ("start", self.start),
             ("subscribe", self.subscribe),
             ("unsubscribe", self.unsubscribe),
+            ("topics", self.topics),
             ("latest", self.latest),
             ("search", self.search),
             ("help", self.help),
@@ -84,6 +93,8 @@ class TelegramHandlers:
         application.add_handler(MessageHandler(_PRIVATE & filters.COMMAND, self.help))
         # Anything else (a sticker, a photo, an empty text): the search hint.
         application.add_handler(MessageHandler(_PRIVATE, self.other))
+        # Topic buttons first: the page handler takes every other button.
+        application.add_handler(CallbackQueryHandler(self.press_topic, pattern=TOPIC_DATA_PATTERN))
         application.add_handler(CallbackQueryHandler(self.page))
         application.add_handler(InlineQueryHandler(self.inline))
         application.add_error_handler(self.on_error)
@@ -94,10 +105,10 @@ class TelegramHandlers:
         request = read_payload(context.args[0]) if context.args else None
         if request is None:
             await self._send(update, context, replies.welcome_html(context.bot.username))
-        elif request.action == "subscribe":
-            await self.subscribe(update, context)
+        elif request.action == "subscribe":  # its payload is no topic: the whole newsletter
+            await self._subscribe_all(update, context)
         elif request.action == "unsubscribe":
-            await self.unsubscribe(update, context)
+            await self._unsubscribe_all(update, context)
         elif request.action == "latest":
             await self.latest(update, context)
         elif request.action == "search":
@@ -109,18 +120,147 @@ class TelegramHandlers:
         await self._send(update, context, replies.help_html(context.bot.username))
 
     async def subscribe(self, update: Update, context: Context) -> None:
+        """/subscribe: every issue, whole; /subscribe 量化 剪枝: those topics (subscribing if needed)."""
+        words = " ".join(context.args or ())
+        if words:
+            await self._add_topics(update, context, words)
+        else:
+            await self._subscribe_all(update, context)
+
+    async def unsubscribe(self, update: Update, context: Context) -> None:
+        """/unsubscribe: nothing any more; /unsubscribe 量化: that topic off, the rest stays."""
+        words = " ".join(context.args or ())
+        if words:
+            await self._remove_topics(update, context, words)
+        else:
+            await self._unsubscribe_all(update, context)
+
+    async def _subscribe_all(self, update: Update, context: Context) -> None:
         chat = update.effective_chat
         if chat is None:
             return
-        _, changed = await self.services.subscribers.subscribe(CHANNEL, str(chat.id))
+        subscribers = self.services.subscribers
+        subscriber, changed = await subscribers.subscribe(CHANNEL, str(chat.id))
+        if subscriber.topics:
+            await subscribers.set_topics(CHANNEL, str(chat.id), ())
+            await self._send(
+                update, context, replies.topics_cleared_html(subscriber.topics, subscribed_now=changed)
+            )
+            return
         await self._send(update, context, replies.SUBSCRIBED if changed else replies.ALREADY_SUBSCRIBED)
 
-    async def unsubscribe(self, update: Update, context: Context) -> None:
+    async def _unsubscribe_all(self, update: Update, context: Context) -> None:
         chat = update.effective_chat
         if chat is None:
             return
         left = await self.services.subscribers.unsubscribe(CHANNEL, str(chat.id))
         await self._send(update, context, replies.UNSUBSCRIBED if left else replies.NOT_SUBSCRIBED)
+
+    # --- topics -----------------------------------------------------------------------------------
+
+    async def _active(self, chat_id: int) -> Subscriber | None:
+        found = await self.services.subscribers.get(CHANNEL, str(chat_id))
+        return found if found is not None and found.status is SubscriberStatus.ACTIVE else None
+
+    async def _store_topics(self, chat_id: int, active: Subscriber | None, topics: tuple[str, ...]) -> None:
+        """`topics` become the chat's; a chat not subscribed is subscribed with them."""
+        subscribers = self.services.subscribers
+        if active is None:
+            subscriber, _ = await subscribers.subscribe(CHANNEL, str(chat_id), topics=topics)
+            if subscriber.topics == topics:
+                return
+            # Subscribed meanwhile (another update), or coming back with no topics: ours are set.
+        await subscribers.set_topics(CHANNEL, str(chat_id), topics)
+
+    async def _add_topics(self, update: Update, context: Context, words: str) -> None:
+        """Nothing is stored when every word is refused, so a typo subscribes nobody. A chat that left
+        starts afresh: its old topics are not brought back with the new ones."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        active = await self._active(chat.id)
+        change = self.services.topics.add(active.topics if active else (), words)
+        if active is None and not change.added:
+            text = replies.plain_html(change_lines(change), replies.NOT_SUBSCRIBED_TOPICS)
+        else:
+            if change.changed:
+                await self._store_topics(chat.id, active, change.after)
+            text = replies.plain_html(
+                replies.SUBSCRIBED if active is None else "",
+                change_lines(change),
+                describe_topics(change.after),
+            )
+        await self._send(update, context, text)
+
+    async def _remove_topics(self, update: Update, context: Context, words: str) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        active = await self._active(chat.id)
+        if active is None:
+            await self._send(update, context, replies.NOT_SUBSCRIBED)
+            return
+        change = self.services.topics.remove(active.topics, words)
+        if change.changed:
+            await self.services.subscribers.set_topics(CHANNEL, str(chat.id), change.after)
+        text = replies.plain_html(change_lines(change), describe_topics(change.after))
+        await self._send(update, context, text)
+
+    async def topics(self, update: Update, context: Context) -> None:
+        """/topics: the chat's topics and a keyboard to toggle them."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        active = await self._active(chat.id)
+        chosen = active.topics if active else ()
+        popular = self.services.topics.popular(POPULAR_TOPICS)
+        keyboard = topics_keyboard(chosen, popular, subscribed=active is not None)
+        await self._send(update, context, replies.topics_html(chosen if active else None), keyboard)
+
+    async def press_topic(self, update: Update, context: Context) -> None:
+        """A topic button: toggled (subscribing a chat that was not), the message edited to show it."""
+        callback = update.callback_query
+        if callback is None:
+            return
+        press = read_topic_data(callback.data or "")
+        chat = update.effective_chat
+        if press is None or chat is None or callback.message is None:
+            await callback.answer(replies.TOPIC_BUTTON_EXPIRED)
+            return
+        vocabulary = self.services.topics
+        popular = vocabulary.popular(POPULAR_TOPICS)
+        active = await self._active(chat.id)
+        current = active.topics if active else ()
+        if press.clears:
+            after: tuple[str, ...] = ()
+            answer = replies.TOPICS_ALL
+            if active is None or current:
+                await self._store_topics(chat.id, active, after)
+        else:
+            topic = find_topic(press, offered_topics(current, popular))
+            # Only a topic the chat has, or one as the vocabulary spells it: a forged button toggles
+            # nothing that /subscribe would not have taken.
+            if topic is None or (topic not in current and vocabulary.canonical(topic) != topic):
+                await callback.answer(replies.TOPIC_BUTTON_EXPIRED)
+                return
+            change = vocabulary.toggle(current, topic)
+            if change.over_cap:
+                await callback.answer(replies.TOPICS_FULL)
+                return
+            after = change.after
+            await self._store_topics(chat.id, active, after)
+            answer = (replies.TOPIC_ON if topic in after else replies.TOPIC_OFF).format(topic=topic)
+        await callback.answer(answer)
+        try:
+            await callback.edit_message_text(
+                replies.topics_html(after),
+                parse_mode=replies.PARSE_MODE,
+                link_preview_options=NO_PREVIEW,
+                reply_markup=topics_keyboard(after, popular),
+            )
+        except BadRequest as error:
+            if "not modified" not in error.message:  # a double tap on 全部 shows what is shown
+                raise
 
     async def latest(self, update: Update, context: Context) -> None:
         issue = await self.services.storage.issues.latest()

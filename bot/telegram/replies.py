@@ -13,7 +13,9 @@ from html import escape
 from telegram import InlineQueryResultArticle, InputTextMessageContent
 from telegram.constants import ParseMode
 
+from bot.topics import describe_topics
 from storage.search.results import SearchHit, SearchResult
+from storage.subscribers import MAX_TOPICS
 
 PARSE_MODE = ParseMode.HTML
 QUERY_ECHO_CHARS = 24  # the reader's query, repeated in a result page's heading
@@ -23,8 +25,9 @@ INLINE_DESCRIPTION_CHARS = 120
 
 COMMANDS = (
     ("start", "开始使用"),
-    ("subscribe", "订阅简报，有新一期时推送给你"),
-    ("unsubscribe", "退订"),
+    ("subscribe", "订阅简报；加话题只收相关的，例如 /subscribe 量化"),
+    ("unsubscribe", "退订；加话题只去掉它，例如 /unsubscribe 量化"),
+    ("topics", "选择关注的话题"),
     ("latest", "看最新一期"),
     ("search", "搜索往期内容，例如 /search 量化"),
     ("help", "帮助"),
@@ -35,6 +38,7 @@ _HELP = (
     "\n"
     "/subscribe 订阅，有新一期时推送到这里\n"
     "/unsubscribe 退订\n"
+    "/topics 选择关注的话题，也可以 /subscribe 量化 剪枝 添加、/unsubscribe 量化 去掉\n"
     "/latest 看最新一期\n"
     "/search 关键词：搜索往期，也可以直接发关键词，例如：量化\n"
     "\n"
@@ -60,6 +64,15 @@ NO_MORE_RESULTS = "没有更多结果了。"
 SEARCH_EXPIRED = "这个搜索已过期，请重新发送关键词。"
 SORRY = "抱歉，刚才出了点问题，请稍后再试。"
 INLINE_HINT = "输入关键词搜索往期，例如：量化"
+TOPICS_CLEARED = "已清除你的话题：{topics}。以后每期都会完整推送到这里。"
+NOT_SUBSCRIBED_TOPICS = "你还没有订阅，什么也没有改。"
+TOPICS_HINT = "点下面的话题选择或取消；也可以发 /subscribe 话题 添加、/unsubscribe 话题 去掉。"
+NOT_SUBSCRIBED_KEYBOARD = "你还没有订阅。点一个话题即订阅它，点『全部』接收每期完整简报。"
+TOPIC_ON = "已订阅 {topic}"
+TOPIC_OFF = "已取消 {topic}"
+TOPICS_ALL = "已改为接收全部内容"
+TOPICS_FULL = f"每人最多 {MAX_TOPICS} 个话题，先取消几个再选。"
+TOPIC_BUTTON_EXPIRED = "这个按钮已失效，请重新发送 /topics"
 
 
 def shorten(text: str, limit: int) -> str:
@@ -122,3 +135,23 @@ def inline_articles(result: SearchResult) -> list[InlineQueryResultArticle]:
             )
         )
     return articles
+
+
+# --- topics ---------------------------------------------------------------------------------------
+
+
+def plain_html(*lines: str) -> str:
+    """Lines of plain text (ours and the reader's words) as a message: escaped, blank ones dropped."""
+    return escape("\n".join(line for line in lines if line), quote=False)
+
+
+def topics_html(topics: tuple[str, ...] | None) -> str:
+    """The /topics message: the reader's topics (None: not subscribed) and how to change them."""
+    if topics is None:
+        return plain_html(NOT_SUBSCRIBED_KEYBOARD)
+    return plain_html(describe_topics(topics), TOPICS_HINT)
+
+
+def topics_cleared_html(topics: tuple[str, ...], *, subscribed_now: bool) -> str:
+    cleared = TOPICS_CLEARED.format(topics="、".join(topics))
+    return plain_html(SUBSCRIBED if subscribed_now else "", cleared)

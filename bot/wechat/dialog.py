@@ -1,12 +1,14 @@
-"""What the account answers: follow/unfollow, the text commands 订阅 退订 最新 更多 帮助, and anything else
-as a keyword search. Every answer is a text for a passive reply or a customer-service message, so it
-stays within WECHAT_TEXT_MAX_BYTES of UTF-8 and shows links as <a href> (which WeChat text allows).
+"""What the account answers: follow/unfollow, the text commands 订阅 退订 最新 更多 帮助 我的订阅 (订阅 and
+退订 also with topic words: `订阅 量化 剪枝`), and anything else as a keyword search. Every answer is a text
+for a passive reply or a customer-service message, so it stays within WECHAT_TEXT_MAX_BYTES of UTF-8 and
+shows links as <a href> (which WeChat text allows).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +17,7 @@ from cachetools import LRUCache, TTLCache
 
 from bot.last_seen import LastSeenBuffer
 from bot.services import Services
+from bot.topics import change_lines, describe_topics
 from bot.wechat.protocol import Message, masked
 from channels.base import utf8_bytes
 from channels.document import shorten_text
@@ -25,6 +28,7 @@ from channels.wechat.render import _safe as plain_text
 from channels.wechat.render import _text_link as text_link
 from content.errors import BadInput, JianbaoError
 from storage.search.results import CACHED_QUERY_CHARS, MAX_OFFSET, SearchHit, SearchResult
+from storage.subscribers import Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class Command(StrEnum):
     LATEST = "最新"
     MORE = "更多"
     HELP = "帮助"
+    TOPICS = "我的订阅"
 
 
 # What a reader may type for each command (compared after trimming and case-folding).
@@ -49,17 +54,32 @@ COMMAND_WORDS: dict[str, Command] = {
     **{word: Command.LATEST for word in ("最新", "最新一期", "latest")},
     **{word: Command.MORE for word in ("更多", "more")},
     **{word: Command.HELP for word in ("帮助", "help", "?", "？")},
+    **{word: Command.TOPICS for word in ("我的订阅", "我的话题", "topics")},
 }
+# 订阅/退订 followed by topic words: `订阅 量化、剪枝`. The separator is required, so that a search such as
+# 订阅号 stays a search; anchored, so that a keyword (most messages) fails at its first character.
+_WITH_TOPICS = re.compile(r"(订阅|subscribe|退订|取消订阅|unsubscribe|td)[\s,，、;；]+(\S.*)", re.I | re.S)
 
 # The commands whose answer reads or writes the database.
-NEEDS_STORAGE = frozenset({Command.SUBSCRIBE, Command.UNSUBSCRIBE, Command.LATEST})
+NEEDS_STORAGE = frozenset({Command.SUBSCRIBE, Command.UNSUBSCRIBE, Command.LATEST, Command.TOPICS})
 
 
-def _command(message: Message) -> Command | None:
-    return COMMAND_WORDS.get(message.content.strip().rstrip("。.!！").casefold())
+def _command(message: Message) -> tuple[Command | None, str]:
+    """The command of a text and its topic words ("" when none were given)."""
+    text = message.content.strip()
+    command = COMMAND_WORDS.get(text.rstrip("。.!！").casefold())
+    if command is not None:
+        return command, ""
+    found = _WITH_TOPICS.fullmatch(text)
+    if found is None:
+        return None, ""
+    return COMMAND_WORDS[found.group(1).casefold()], found.group(2)
 
 
-USAGE = "发送关键词（如：量化、剪枝、NPU）搜索往期内容；『最新』看最新一期；『订阅』/『退订』开关每期推送。"
+USAGE = (
+    "发送关键词（如：量化、剪枝、NPU）搜索往期内容；『最新』看最新一期；『订阅』/『退订』开关每期推送。\n"
+    "只想看某些话题：『订阅 量化 剪枝』添加，『退订 量化』去掉，『我的订阅』查看。"
+)
 WELCOME = "欢迎关注嵌入式AI简报！已为你订阅每期推送。\n" + USAGE
 HELP = "嵌入式AI简报\n" + USAGE
 SUBSCRIBED = "订阅成功，每期简报出来后会推送给你。发送『退订』可随时停止。"
@@ -70,6 +90,10 @@ NO_ISSUE = "还没有发布过简报，敬请期待。"
 NO_LAST_SEARCH = "先发送一个关键词搜索，再发送『更多』看后面的结果。"
 NO_MORE = "没有更多结果了。换个关键词试试？"
 SORRY = "抱歉，暂时无法完成，请稍后再试。"
+TOPICS_CLEARED = "已清除你的话题：{topics}。以后每期简报都会完整推送给你。"
+NOT_SUBSCRIBED_TOPICS = "你还没有订阅，什么也没有改。发送『订阅 话题』订阅这些话题，或『订阅』接收每期推送。"
+TOPICS_HINT = "发送『订阅 话题』添加，『退订 话题』去掉，『订阅』改回接收完整简报。"
+TRY_TOPICS = "可以试试：{topics}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +138,7 @@ class Dialog:
         burst after a broadcast), given without scheduling anything; None when `respond` is needed."""
         if message.kind != "text":
             return None
-        command = _command(message)
+        command, _ = _command(message)
         if command in NEEDS_STORAGE:
             return None
         try:
@@ -160,18 +184,83 @@ class Dialog:
 
     async def _text(self, message: Message) -> str:
         self._note_seen(message)
-        command = _command(message)
+        command, words = _command(message)
         subscribers = self._services.subscribers
         if command is Command.SUBSCRIBE:
-            _, changed = await subscribers.subscribe(CHANNEL, self._openid(message))
-            return SUBSCRIBED if changed else ALREADY_SUBSCRIBED
+            return await (self._add_topics(message, words) if words else self._subscribe(message))
         if command is Command.UNSUBSCRIBE:
+            if words:
+                return await self._remove_topics(message, words)
             left = await subscribers.unsubscribe(CHANNEL, self._openid(message))
             return UNSUBSCRIBED if left else NOT_SUBSCRIBED
+        if command is Command.TOPICS:
+            return self._my_topics(await self._active(message))
         if command is Command.LATEST:
             issue = await self._services.storage.issues.latest()
             return render_wechat(self._services.renderer.document(issue, CHANNEL)).text if issue else NO_ISSUE
         return self._answer_now(message, command)
+
+    # --- topics -----------------------------------------------------------------------------------
+
+    async def _active(self, message: Message) -> Subscriber | None:
+        found = await self._services.subscribers.get(CHANNEL, self._openid(message))
+        return found if found is not None and found.status is SubscriberStatus.ACTIVE else None
+
+    async def _subscribe(self, message: Message) -> str:
+        """订阅 alone: every issue, whole. A reader who had chosen topics is told which were cleared."""
+        openid = self._openid(message)
+        subscriber, changed = await self._services.subscribers.subscribe(CHANNEL, openid)
+        if not subscriber.topics:
+            return SUBSCRIBED if changed else ALREADY_SUBSCRIBED
+        await self._services.subscribers.set_topics(CHANNEL, openid, ())
+        cleared = TOPICS_CLEARED.format(topics="、".join(subscriber.topics))
+        return fit(plain_text(f"{SUBSCRIBED}\n{cleared}" if changed else cleared))
+
+    async def _add_topics(self, message: Message, words: str) -> str:
+        """订阅 量化 剪枝: subscribes the reader when a topic is taken, and adds the topics. Nothing is stored
+        when every word is refused, so a typo does not subscribe anyone."""
+        openid = self._openid(message)
+        subscribers = self._services.subscribers
+        active = await self._active(message)
+        # A reader who left starts afresh: the topics they had are not brought back with the new ones.
+        change = self._services.topics.add(active.topics if active else (), words)
+        lines = [change_lines(change)]
+        if active is None and not change.added:
+            lines.append(NOT_SUBSCRIBED_TOPICS)
+        elif active is None:
+            subscriber, _ = await subscribers.subscribe(CHANNEL, openid, topics=change.after)
+            if subscriber.topics != change.after:  # subscribed meanwhile by another message: theirs stays
+                await subscribers.set_topics(CHANNEL, openid, change.after)
+            lines = [SUBSCRIBED, *lines, describe_topics(change.after)]
+        else:
+            if change.changed:
+                await subscribers.set_topics(CHANNEL, openid, change.after)
+            lines.append(describe_topics(change.after))
+        return fit(plain_text("\n".join(line for line in lines if line)))
+
+    async def _remove_topics(self, message: Message, words: str) -> str:
+        """退订 量化: the topic goes; the reader stays subscribed (to everything when none is left)."""
+        active = await self._active(message)
+        if active is None:
+            return NOT_SUBSCRIBED
+        change = self._services.topics.remove(active.topics, words)
+        if change.changed:
+            await self._services.subscribers.set_topics(CHANNEL, self._openid(message), change.after)
+        return fit(
+            plain_text(
+                "\n".join(line for line in (change_lines(change), describe_topics(change.after)) if line)
+            )
+        )
+
+    def _my_topics(self, active: Subscriber | None) -> str:
+        if active is None:
+            return NOT_SUBSCRIBED
+        lines = [describe_topics(active.topics), TOPICS_HINT]
+        if not active.topics:
+            popular = self._services.topics.popular()
+            if popular:
+                lines.append(TRY_TOPICS.format(topics="、".join(popular)))
+        return fit(plain_text("\n".join(lines)))
 
     def _answer_now(self, message: Message, command: Command | None) -> str:
         """The answers that need no I/O: help, 更多, and a keyword search."""
@@ -221,6 +310,14 @@ class Dialog:
         """An item's link as the WeChat channel shows it (UTM and click tracking as configured)."""
         rewriter = LinkRewriter(self._services.renderer.policy(CHANNEL), hit.date)
         return rewriter.rewrite(hit.url) or rewriter.issue_page()
+
+
+def fit(text: str, max_bytes: int = WECHAT_TEXT_MAX_BYTES) -> str:
+    """`text` within `max_bytes` of UTF-8, cut at a character with "…" when over (20 topics of 32 Chinese
+    characters, listed twice, would be)."""
+    if utf8_bytes(text) <= max_bytes:
+        return text
+    return text.encode()[: max_bytes - len("…".encode())].decode(errors="ignore") + "…"
 
 
 def search_reply(

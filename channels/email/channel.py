@@ -1,6 +1,6 @@
 """Email as a `Channel`: addresses checked by channels.email.address, an issue rendered once into a
-template and personalised per subscriber (their address, one-click unsubscribe link and, with per-reader
-clicks, the reader id of tracked links), sent through a pool of SMTP connections.
+template and personalised per subscriber (their address, one-click unsubscribe link, preference page link
+and, with per-reader clicks, the reader id of tracked links), sent through a pool of SMTP connections.
 
 aiosmtplib is imported when a sender is opened, not with this module.
 """
@@ -77,7 +77,10 @@ class EmailChannel(Channel[EmailSettings]):
             if delivery.unsubscribe_url is None:
                 raise ValueError("the delivery has no unsubscribe link")
             message = template.personalize(
-                to=delivery.address, unsubscribe_url=delivery.unsubscribe_url, reader=delivery.reader
+                to=delivery.address,
+                unsubscribe_url=delivery.unsubscribe_url,
+                reader=delivery.reader,
+                preferences_url=delivery.preferences_url,
             )
         except ValueError as error:
             return Outcome(PushResult(PushStatus.FAILED, error=f"cannot address the mail: {error}"), 0)

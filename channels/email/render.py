@@ -2,21 +2,26 @@
 replacement only.
 
 render_email(document) -> EmailTemplate(subject, preheader, html, text, ...)   Jinja2 + css-inline, once
-EmailTemplate.personalize(to=..., unsubscribe_url=...) -> EmailMessage          str.replace, per subscriber
+EmailTemplate.personalize(to=..., unsubscribe_url=..., preferences_url=...) -> EmailMessage   str.replace
 
-The subscriber-specific parts (recipient address, unsubscribe URL, and with per-reader clicks the reader's
-signed id on tracked links) are marker strings in the rendered template. A marker carries a hash of the whole
-document, so issue content cannot contain it by accident or on purpose. The HTML is written with a <style>
-block in templates/email.html.j2; css-inline copies every rule into style="" attributes and keeps only the
-@media rules in a <style> in <head> (clients that read it get the narrow-screen layout; clients that drop
-<style> still get every other style inline). The HTML stays under EMAIL_HTML_MAX_BYTES after personalisation,
-trimmed section by section with channels.fitting when needed.
+The subscriber-specific parts (recipient address, unsubscribe URL, preference page URL, and with per-reader
+clicks the reader's signed id on tracked links) are marker strings in the rendered template. A marker carries
+a hash of the whole document, so issue content cannot contain it by accident or on purpose. The HTML is
+written with a <style> block in templates/email.html.j2; css-inline copies every rule into style="" attributes
+and keeps only the @media rules in a <style> in <head> (clients that read it get the narrow-screen layout;
+clients that drop <style> still get every other style inline). The HTML stays under EMAIL_HTML_MAX_BYTES after
+personalisation, trimmed section by section with channels.fitting when needed.
 
 Per-reader clicks (channels/links.py `per_reader`): each tracked link `{public_url}/r/{token}` is rendered
 as `{public_url}/r/{token}?s={reader marker}`, and `personalize` puts the subscriber's signed reader id
 (bot/tokens.py ReaderIds) in place of the marker, or drops the whole `?s=...` when it has none (a test send,
 a sample), so a mail never carries a marker. The id is shorter than the marker: the HTML budget counts the
 marker's bytes and subtracts what the id saves.
+
+The link to the reader's preference page (bot/preferences.py: topics, a pause) stands in the footer after
+the unsubscribe link, in both parts, styled like it. It is added here to what the templates render, so
+every template that has an unsubscribe link gets it; a mail personalised without a preference URL (a test
+send: no subscriber stands behind it) has the whole link taken out again, not a dead one.
 
 This module's package is named `email` inside `channels`; absolute imports make `import email.message`
 here mean the standard library (checked by the tests), so it does not shadow it.
@@ -74,6 +79,8 @@ QUICK_NEWS_HEADING = "热身小新闻"
 # The subscriber `to_dict()` and `preview()` show when the caller names none (CLI samples, goldens).
 SAMPLE_RECIPIENT = "reader@example.com"
 SAMPLE_UNSUBSCRIBE_URL = "https://jianbao.example/unsubscribe/SAMPLE-TOKEN"
+SAMPLE_PREFERENCES_URL = "https://jianbao.example/preferences/SAMPLE-TOKEN"
+PREFERENCES_LABEL = "管理订阅/选择话题"
 # The sample's Date: the issue's day at 08:00 in China (fixed, so samples and goldens are stable).
 SAMPLE_SEND_TIME = dt.time(8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -94,6 +101,7 @@ class SectionView:
     items: tuple[ItemBlock, ...]
     more: str | None
     more_url: str | None
+    focus: bool = False  # a reader's "你关注的" block: shown before the lead
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,9 @@ class EmailTemplate:
     html_max_bytes: int = EMAIL_HTML_MAX_BYTES
     html_reserve: int = 0  # bytes a subscriber's parts may add to `html`, at most (negative: save)
     reader_marker: str = ""  # in tracked links' `?s=` when they carry the reader's id; "" when not
+    preferences_marker: str = ""  # the preference page's URL in the footer link below; "" when none
+    preferences_html: str = ""  # that footer link exactly as it stands in `html`, marker included
+    preferences_text: str = ""  # ... and in `text`
 
     def personalize(
         self,
@@ -123,13 +134,15 @@ class EmailTemplate:
         unsubscribe_url: str,
         date: dt.datetime | None = None,
         reader: str | None = None,
+        preferences_url: str | None = None,
     ) -> EmailMessage:
         """The complete message for one subscriber: string replacement, no rendering.
 
         `to` is an address, optionally with a display name; `unsubscribe_url` is the subscriber's
         opaque one-click URL (RFC 8058: the token in it is the only credential). `date` (timezone-aware)
         defaults to now. `reader` is the subscriber's signed reader id for tracked links (per-reader
-        clicks); without one the links carry none. Raises ValueError for CR/LF (header injection) or
+        clicks); without one the links carry none. `preferences_url` is their preference page; without one
+        the footer has no link to it. Raises ValueError for CR/LF (header injection) or
         malformed values.
         """
         address = check_recipient(to)
@@ -139,7 +152,7 @@ class EmailTemplate:
         when = date or dt.datetime.now(dt.UTC)
         if when.tzinfo is None:
             raise ValueError("the Date needs a timezone-aware datetime")
-        html, text = self._with_reader(reader)
+        html, text = self._with_preferences(*self._with_reader(reader), preferences_url)
         html_escaped = html_lib.escape(unsubscribe_url, quote=True)
         html = html.replace(self.unsubscribe_marker, html_escaped).replace(
             self.recipient_marker, html_lib.escape(address, quote=True)
@@ -174,6 +187,15 @@ class EmailTemplate:
             marker = self.reader_marker
         return self.html.replace(marker, reader), self.text.replace(marker, reader)
 
+    def _with_preferences(self, html: str, text: str, url: str | None) -> tuple[str, str]:
+        if not self.preferences_marker:
+            return html, text
+        if url is None:
+            return html.replace(self.preferences_html, ""), text.replace(self.preferences_text, "")
+        check_unsubscribe_url(url, what="preferences")
+        escaped = html_lib.escape(url, quote=True)
+        return html.replace(self.preferences_marker, escaped), text.replace(self.preferences_marker, url)
+
     def message_id(self, address: str) -> str:
         """Stable per (issue, subscriber): a resend of the same issue has the same Message-ID."""
         digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:16]
@@ -185,10 +207,17 @@ class EmailTemplate:
         to: str = SAMPLE_RECIPIENT,
         unsubscribe_url: str = SAMPLE_UNSUBSCRIBE_URL,
         date: dt.datetime | None = None,
+        preferences_url: str | None = SAMPLE_PREFERENCES_URL,
     ) -> dict[str, object]:
         """The JSON contract of `jianbao render`, personalised for a sample subscriber (by default
-        SAMPLE_RECIPIENT at SAMPLE_UNSUBSCRIBE_URL, dated the issue's day at 08:00 +08:00)."""
-        message = self.personalize(to=to, unsubscribe_url=unsubscribe_url, date=date or self.sample_date)
+        SAMPLE_RECIPIENT at SAMPLE_UNSUBSCRIBE_URL and SAMPLE_PREFERENCES_URL, dated the issue's day at
+        08:00 +08:00)."""
+        message = self.personalize(
+            to=to,
+            unsubscribe_url=unsubscribe_url,
+            date=date or self.sample_date,
+            preferences_url=preferences_url,
+        )
         return {
             "channel": "email",
             "subject": self.subject,
@@ -200,7 +229,7 @@ class EmailTemplate:
         }
 
     def preview(self) -> str:
-        _, text = self._with_reader(None)
+        _, text = self._with_preferences(*self._with_reader(None), SAMPLE_PREFERENCES_URL)
         text = text.replace(self.unsubscribe_marker, SAMPLE_UNSUBSCRIBE_URL).replace(
             self.recipient_marker, SAMPLE_RECIPIENT
         )
@@ -236,6 +265,7 @@ def render_email(
     nonce = hashlib.sha256(repr(document).encode("utf-8")).hexdigest()[:20]
     unsubscribe_marker = f"JIANBAO-UNSUBSCRIBE-{nonce}"
     recipient_marker = f"JIANBAO-RECIPIENT-{nonce}"
+    preferences_marker = f"JIANBAO-PREFERENCES-{nonce}"
     reader_marker = f"JIANBAO-READER-{nonce}" if any(link.per_reader for link in document.links) else ""
     subject = email_subject(document)
 
@@ -243,7 +273,10 @@ def render_email(
         html, text, preheader = _render(candidate, subject, unsubscribe_marker, recipient_marker)
         if reader_marker:
             html, text = _mark_readers(html, text, candidate.links, reader_marker)
-        reserve = html.count(unsubscribe_marker) * (
+        html, text, preferences_html, preferences_text = _add_preferences_link(
+            html, text, unsubscribe_marker, preferences_marker
+        )
+        reserve = (html.count(unsubscribe_marker) + html.count(preferences_marker)) * (
             MAX_UNSUBSCRIBE_URL_CHARS * _ESCAPED_BYTES_PER_CHAR - len(unsubscribe_marker)
         ) + html.count(recipient_marker) * (
             MAX_ADDRESS_CHARS * _ESCAPED_BYTES_PER_CHAR - len(recipient_marker)
@@ -269,6 +302,9 @@ def render_email(
             html_max_bytes=max_html_bytes,
             html_reserve=reserve,
             reader_marker=reader_marker,
+            preferences_marker=preferences_marker,
+            preferences_html=preferences_html,
+            preferences_text=preferences_text,
         )
 
     template, _ = fit(document, attempt)
@@ -297,7 +333,12 @@ def preheader_text(document: IssueDocument) -> str:
     if document.lead:
         source = document.lead
     else:
-        titles = [item.title for section in non_empty(document.sections) for item in section.items]
+        titles = [
+            item.title
+            for section in non_empty(document.sections)
+            if not section.focus
+            for item in section.items
+        ]
         source = f"本期 {document.item_count} 条：" + "；".join(titles)
     return shorten_text(_one_line(source), PREHEADER_MAX_CHARS)
 
@@ -314,14 +355,15 @@ def check_recipient(to: str) -> str:
         raise ValueError(f"not one recipient address: {error.message}") from None
 
 
-def check_unsubscribe_url(url: str) -> None:
+def check_unsubscribe_url(url: str, *, what: str = "unsubscribe") -> None:
+    """Also the rule of the preference page's URL (`what`), which goes into the same footer."""
     if any(character in url for character in _LINE_BREAKS):
-        raise ValueError("the unsubscribe URL contains a line break")
+        raise ValueError(f"the {what} URL contains a line break")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise ValueError(f"the unsubscribe URL must be an absolute http(s) URL: {url!r}")
+        raise ValueError(f"the {what} URL must be an absolute http(s) URL: {url!r}")
     if not url.isascii() or _URL_FORBIDDEN.search(url) or len(url) > MAX_UNSUBSCRIBE_URL_CHARS:
-        raise ValueError(f"the unsubscribe URL must be ASCII, unquoted and short: {url!r}")
+        raise ValueError(f"the {what} URL must be ASCII, unquoted and short: {url!r}")
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -350,6 +392,25 @@ def _render(document: IssueDocument, subject: str, unsubscribe: str, recipient: 
     return _inliner().inline(html), text, preheader
 
 
+def _add_preferences_link(
+    html: str, text: str, unsubscribe: str, preferences: str
+) -> tuple[str, str, str, str]:
+    """`html` and `text` with the preference link after the unsubscribe link, and that link as it stands
+    in each (what `personalize` takes out again when it has no URL for it). In the HTML it copies the
+    unsubscribe link's tag, so it has the same inlined style; in the text it is a line of its own."""
+    anchor = re.search(rf'<a href="{re.escape(unsubscribe)}"[^>]*>', html)
+    line = re.search(rf"^.*{re.escape(unsubscribe)}.*$", text, re.MULTILINE)
+    closing = -1 if anchor is None else html.find("</a>", anchor.end())
+    if anchor is None or line is None or closing < 0:
+        raise ValueError("the email templates have no unsubscribe link to put the preference link beside")
+    link_html = f" · {anchor.group(0).replace(unsubscribe, preferences)}{PREFERENCES_LABEL}</a>"
+    link_text = f"\n{PREFERENCES_LABEL}：{preferences}"
+    after = closing + len("</a>")
+    html = html[:after] + link_html + html[after:]
+    text = text[: line.end()] + link_text + text[line.end() :]
+    return html, text, link_html, link_text
+
+
 def _mark_readers(html: str, text: str, links: tuple[RewrittenLink, ...], marker: str) -> tuple[str, str]:
     """Each per-reader tracking link given `?s={marker}`. A tracking link is `{public_url}/r/{token}`
     with a fixed-length token, so none is the beginning of another and plain replacement finds only it."""
@@ -368,12 +429,13 @@ def _sections(document: IssueDocument) -> tuple[SectionView, ...]:
     return tuple(
         SectionView(
             name=section.name,
-            anchor=f"section-{position}",  # the same numbering as IssueDocument.section_url
+            anchor="focus" if section.focus else f"section-{position}",  # as IssueDocument.section_url
             items=section.items,
             more=more_line(section.omitted) if section.omitted else None,
             more_url=document.section_url(section) or document.issue_url,
+            focus=section.focus,
         )
-        for position, section in enumerate(document.sections, 1)
+        for position, section in document.numbered()
         if id(section) in shown
     )
 

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from channels.base import TEMPLATE_DIR, utf8_bytes, utf16_units
-from channels.document import IssueDocument, ItemBlock, Run, shorten_text
+from channels.document import IssueDocument, ItemBlock, Run, SectionBlock, shorten_text
 from channels.fitting import fit, more_line, non_empty
 from channels.links import RewrittenLink, is_wechat_article
 
@@ -164,6 +164,7 @@ class ArticleView:
     sections: tuple[SectionView, ...]
     footer: tuple[Segment, ...]
     references: tuple[Reference, ...]
+    focus: tuple[SectionView, ...] = ()  # a reader's "你关注的" block, shown before the lead
 
 
 class _References:
@@ -201,14 +202,19 @@ class _References:
 def article_view(document: IssueDocument) -> ArticleView:
     """What the template shows, with every link already numbered in the order the template shows it."""
     references = _References()
-    quick_news = tuple((references.segment(news.title, news.url),) for news in document.quick_news)
-    sections = []
-    for section in non_empty(document.sections):
+    shown = non_empty(document.sections)
+
+    def view(section: SectionBlock) -> SectionView:
         items = tuple(_item_view(number, item, references) for number, item in enumerate(section.items, 1))
         more: tuple[Segment, ...] = ()
         if section.omitted:
             more = (references.segment(more_line(section.omitted), document.section_url(section)),)
-        sections.append(SectionView(_one_line(section.name), items, more))
+        return SectionView(_one_line(section.name), items, more)
+
+    # Numbered in the order the template shows them: the focus block comes first.
+    focus = tuple(view(section) for section in shown if section.focus)
+    quick_news = tuple((references.segment(news.title, news.url),) for news in document.quick_news)
+    sections = [view(section) for section in shown if not section.focus]
     footer: tuple[Segment, ...] = ()
     if document.issue_url:
         footer = (references.segment("本期网页版", document.issue_url), Segment("，也可点击文末「阅读原文」"))
@@ -220,6 +226,7 @@ def article_view(document: IssueDocument) -> ArticleView:
         sections=tuple(sections),
         footer=footer,
         references=tuple(references.entries),
+        focus=focus,
     )
 
 

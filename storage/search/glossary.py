@@ -28,6 +28,8 @@ class Concept:
     name: str
     terms: tuple[Phrase, ...]
     narrower: tuple[Phrase, ...]
+    # The concept's first term as the file writes it (量化, int8): the topic a reader's word for it becomes.
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class Glossary:
                 name=str(entry["name"]),
                 terms=phrases(entry["terms"]),
                 narrower=phrases(entry.get("narrower", [])),
+                label=str(entry["terms"][0]) if entry["terms"] else str(entry["name"]),
             )
             for entry in data.get("concept", [])
         ]
@@ -81,6 +84,11 @@ class Glossary:
                     found.append(phrase)
                     break
         return list(dict.fromkeys(found))
+
+    def concept_of_term(self, phrase: Phrase) -> Concept | None:
+        """The first concept that has `phrase` as one of its terms (not only as a narrower word)."""
+        found = self._as_term.get(phrase)
+        return found[0] if found else None
 
     def expand(self, phrase: Phrase) -> list[Expansion]:
         """What else to look for when a query contains `phrase`, strongest weight per phrase."""

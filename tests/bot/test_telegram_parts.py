@@ -33,6 +33,15 @@ from bot.telegram.replies import (
     search_html,
     welcome_html,
 )
+from bot.telegram.topics_keyboard import (
+    ALL_TOPICS_DATA,
+    TOPIC_DATA_PATTERN,
+    TopicPress,
+    find_topic,
+    read_topic_data,
+    topic_data,
+    topics_keyboard,
+)
 from storage.search.results import MAX_OFFSET as SEARCH_MAX_OFFSET
 from storage.search.results import SearchHit, SearchResult
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, fake_telegram
@@ -90,6 +99,57 @@ def test_a_forgotten_key_or_forged_data_reads_as_nothing() -> None:
     for forged in ("", ":", "s", "s:", "s:x:q", "s:-1:q", f"s:{MAX_OFFSET + 1}:q", "s:١:q", "k:0:", "z:0:q"):
         assert read_page_data(forged, recent) is None, forged
     assert read_page_data("s:0:", recent) == PageRequest("", 0)  # an empty search: the hint, harmlessly
+
+
+_TOPIC = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=32)
+
+
+@given(topic=_TOPIC, others=st.lists(_TOPIC, max_size=27))
+def test_topic_data_always_fits_and_finds_its_topic_among_those_offered(
+    topic: str, others: list[str]
+) -> None:
+    data = topic_data(topic)
+    assert 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES
+    assert TOPIC_DATA_PATTERN.match(data)
+    press = read_topic_data(data)
+    assert press is not None
+    assert find_topic(press, [*others, topic]) == topic
+    # A page button never reads as a topic button, nor a topic button as a page button.
+    assert read_page_data(data, RecentQueries()) is None
+    assert not TOPIC_DATA_PATTERN.match(page_data(topic, 0, RecentQueries()))
+
+
+def test_long_topics_go_by_key_and_forged_topic_data_reads_as_nothing() -> None:
+    long_topic = "端" * 32  # 96 bytes of UTF-8
+    data = topic_data(long_topic)
+    assert data.startswith("tk:")
+    press = read_topic_data(data)
+    assert press is not None
+    assert find_topic(press, ["量化"]) is None  # a key whose topic is not offered is no topic
+    assert read_topic_data(ALL_TOPICS_DATA) == TopicPress()
+    for forged in (
+        "",
+        "t",
+        "t:",
+        "t: x",
+        "t:x\x00",
+        "t:" + "a" * 33,
+        "tk:",
+        "tk:short",
+        "tk:" + "=" * 12,
+        "t**",
+    ):
+        assert read_topic_data(forged) is None, forged
+
+
+def test_the_topics_keyboard_marks_the_chosen_ones_and_all() -> None:
+    rows = topics_keyboard(["量化"], ["剪枝", "量化"]).inline_keyboard
+    labels = [button.text for row in rows for button in row]
+    assert labels == ["✅ 量化", "剪枝", "全部（不选话题）"]
+    rows = topics_keyboard([], ["剪枝"]).inline_keyboard
+    assert [button.text for row in rows for button in row] == ["剪枝", "✅ 全部（不选话题）"]
+    rows = topics_keyboard([], ["剪枝"], subscribed=False).inline_keyboard
+    assert [button.text for row in rows for button in row] == ["剪枝", "全部（不选话题）"]
 
 
 def test_the_keyboard_offers_only_the_pages_that_exist() -> None:

@@ -182,6 +182,7 @@ async def test_commands_are_announced_once_at_start(database_url: str, fake_tele
             "start",
             "subscribe",
             "unsubscribe",
+            "topics",
             "latest",
             "search",
             "help",

@@ -53,8 +53,8 @@ def schema_differences(connection: Connection) -> list[object]:
 
 
 def test_migrations_have_one_head() -> None:
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0009"]
-    assert head_revision() == "0009"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0010"]
+    assert head_revision() == "0010"
 
 
 async def test_empty_database_has_no_tables(empty_db: Database) -> None:
@@ -68,7 +68,7 @@ async def test_migrate_creates_the_tables_at_head(empty_db: Database) -> None:
 
     async with empty_db.engine.connect() as connection:
         assert await connection.run_sync(table_names) == TABLES | {"alembic_version"}
-        assert await connection.run_sync(current_revision) == "0009"
+        assert await connection.run_sync(current_revision) == "0010"
 
 
 async def test_migrated_schema_matches_the_table_models(db: Database) -> None:
@@ -196,4 +196,4 @@ async def test_services_migrating_at_once_take_turns(empty_db: Database, tmp_pat
     results = [await asyncio.wait_for(process.communicate(), 60) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [err.decode() for _, err in results]
     async with empty_db.engine.connect() as connection:
-        assert await connection.run_sync(current_revision) == "0009"
+        assert await connection.run_sync(current_revision) == "0010"
