@@ -79,6 +79,21 @@ class Change:
         return self.before != self.after
 
 
+def _admit(after: list[str], topics: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Append the new `topics` to `after` up to MAX_TOPICS: (those added, those over the cap)."""
+    added: list[str] = []
+    over: list[str] = []
+    for topic in topics:
+        if topic in after:
+            continue
+        if len(after) >= MAX_TOPICS:
+            over.append(topic)
+            continue
+        after.append(topic)
+        added.append(topic)
+    return tuple(added), tuple(over)
+
+
 def split_words(text: str) -> list[str]:
     return [word for word in _SEPARATORS.split(text.strip()) if word]
 
@@ -161,17 +176,8 @@ class TopicVocabulary:
         understood = self.understand_text(text)
         before = tuple(current)
         after = list(before)
-        added: list[str] = []
-        over: list[str] = []
-        for topic in understood.topics:
-            if topic in after:
-                continue
-            if len(after) >= MAX_TOPICS:
-                over.append(topic)
-                continue
-            after.append(topic)
-            added.append(topic)
-        return Change(before, tuple(after), added=tuple(added), over_cap=tuple(over), understood=understood)
+        added, over = _admit(after, understood.topics)
+        return Change(before, tuple(after), added=added, over_cap=over, understood=understood)
 
     def remove(self, current: Sequence[str], text: str) -> Change:
         """Topics named in `text` (as written, or what they stand for) taken off the reader's list."""
@@ -206,23 +212,14 @@ class TopicVocabulary:
         after = [topic for topic in before if topic in ticked]
         fresh = [word for word in dict.fromkeys(keep) if word not in before]
         understood = self.understand([*fresh, *words])
-        added: list[str] = []
-        over: list[str] = []
-        for topic in understood.topics:
-            if topic in after:
-                continue
-            if len(after) >= MAX_TOPICS:
-                over.append(topic)
-                continue
-            after.append(topic)
-            added.append(topic)
+        added, over = _admit(after, understood.topics)
         removed = tuple(topic for topic in before if topic not in after)
         return Change(
             before,
             tuple(after),
-            added=tuple(added),
+            added=added,
             removed=removed,
-            over_cap=tuple(over),
+            over_cap=over,
             understood=understood,
         )
 
