@@ -4,20 +4,26 @@ get the issue as it is, and the worker renders once per distinct block, not per 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
 from bot.broadcast.audience import SKIP_TOPICS, TopicMatcher
 from bot.broadcast.control import BroadcastControl, SendRequest
+from bot.rendering import Renderer
 from channels.document import FOCUS_SECTION
+from channels.registry import channel_registry
+from channels.wecom.payload import WeComPayload
 from content.parser import parse_issue
 from content.source import read_issue_file
 from storage.broadcasts import StartReport
 from storage.deliveries import DeliveryLedger
-from tests.bot.broadcast.conftest import DAY, World, chat_ids, emails
+from storage.subscribers import ImportRow, SubscriberStore
+from tests.bot.broadcast.conftest import DAY, Robots, World, chat_ids, emails, wecom_key
 from tests.bot.helpers import DEMO_DIR
 
 ISSUE = parse_issue(read_issue_file(DEMO_DIR / f"{DAY}.md"))
+CHANNELS = channel_registry()
 
 
 def titles(*topics: str) -> list[str]:
@@ -85,3 +91,32 @@ async def test_each_reader_gets_their_own_block_and_off_topic_readers_nothing(wo
     # One plain render per channel, and one per distinct block: 量化 / 剪枝 / 量化+tensorrt on Telegram
     # (剪枝 twice is one), quantization+蒸馏 (= 量化's items) on email.
     assert parts.payloads.renders == 2 + 3 + 1
+
+
+async def test_a_group_robot_with_topics_gets_the_issue_with_its_block(world: World, robots: Robots) -> None:
+    """An editor set 剪枝 on one WeCom group and 区块链 on another (the console's subscriber page): the
+    first group's messages are exactly the issue rendered with its block, the second gets nothing."""
+    settings = robots.settings(world.settings, rate_limits=False)
+    for n in (0, 1, 2):
+        robots.wecom.add_robot(wecom_key(n))
+    store = SubscriberStore(world.db, keys=CHANNELS.address_key)
+    await store.import_active(
+        [
+            ImportRow("wecom", wecom_key(n), topics, None)
+            for n, topics in ((0, ("剪枝",)), (1, ("区块链",)), (2, ()))
+        ]
+    )
+    outcome = await BroadcastControl(settings, world.db).send(SendRequest(DAY, ("wecom",)))
+    assert isinstance(outcome, StartReport)
+
+    await world.run_worker(settings, seconds=45.0)
+
+    renderer = Renderer(settings)
+    focused = renderer.render(ISSUE, "wecom", focus=TopicMatcher(ISSUE).focus(("剪枝",))).payload
+    plain = renderer.render(ISSUE, "wecom").payload
+    assert isinstance(focused, WeComPayload)
+    assert isinstance(plain, WeComPayload)
+    assert robots.wecom.messages(wecom_key(0)) == [json.loads(json.dumps(body)) for body in focused.messages]
+    assert FOCUS_SECTION in json.dumps(robots.wecom.messages(wecom_key(0))[0], ensure_ascii=False)
+    assert robots.wecom.messages(wecom_key(1)) == []
+    assert robots.wecom.messages(wecom_key(2)) == [json.loads(json.dumps(body)) for body in plain.messages]
