@@ -90,6 +90,16 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+async def freeze_long_lived(app: web.Application) -> None:
+    """After startup (an on_startup handler `serve` adds last): everything built so far (the corpus, the
+    index's Python side, templates) lives as long as the process, so it is moved out of the collector's
+    reach and not re-scanned by every full collection, which otherwise shows as latency spikes under
+    load. Only for a process that serves one app: frozen objects are never collected, so a process that
+    builds apps one after another (the tests) would keep every closed app (~25 MB each)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def prepare_storage(settings: Settings) -> None:
     """Migrate, and give the embedded default its demo issues: what every start does first."""
     async with open_storage(settings) as storage:
@@ -135,11 +145,6 @@ def _services(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
                 sending_status=sending_status(settings, channels),
             )
             app[SERVICES] = services
-            # Everything built so far (the corpus, the index's Python side, templates) lives as long as the
-            # app: moved out of the collector's reach, it is not re-scanned by every full collection,
-            # which otherwise shows as latency spikes under load.
-            gc.collect()
-            gc.freeze()
             refresher = asyncio.create_task(_keep_search_fresh(services))
             try:
                 yield

@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app import create_app, prepare_storage
+from bot.app import create_app, freeze_long_lived, prepare_storage
 from bot.http_policy import BODY_DEADLINE_SECONDS
 from bot.settings import Settings
 from content.errors import JianbaoError
@@ -78,8 +78,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
 
 def _run_app(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then drain (DRAIN_SECONDS) and clean up."""
+    app = create_app(settings)
+    app.on_startup.append(freeze_long_lived)  # after every feature's start: see freeze_long_lived
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         print=None,
