@@ -25,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.search.results import MAX_LIMIT
 from storage.subscribers import MAX_TOPIC_LENGTH, MAX_TOPICS
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ _SEPARATORS = re.compile(r"[\s,;，；、]+")
 MIN_OWN_TOPIC_CHARS = 2
 # How far down each topic's search answer the popular ones are counted (a recent issue's items rank
 # a little higher than old ones, so the recent matches are near the top).
-_POPULAR_PAGES = 4
+_POPULAR_HITS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,12 +238,8 @@ class TopicVocabulary:
             recent = set(sorted(self._index.indexed)[-RECENT_ISSUES:])
             counts: Counter[str] = Counter()
             for label in self.labels:
-                found = 0
-                for page in range(_POPULAR_PAGES):
-                    hits = self._index.search(label, limit=MAX_LIMIT, offset=page * MAX_LIMIT).hits
-                    found += sum(1 for hit in hits if hit.date in recent)
-                    if len(hits) < MAX_LIMIT:
-                        break
+                hits = self._index.every_hit(label, most=_POPULAR_HITS)
+                found = sum(1 for hit in hits if hit.date in recent)
                 if found:
                     counts[label] = found
             ranked = tuple(label for label, _ in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])))

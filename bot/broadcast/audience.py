@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from channels.registry import ChannelRegistry
 from content.model import Issue, Item
 from storage.broadcasts import Audience, Window
-from storage.search.results import MAX_LIMIT, MAX_OFFSET
 
 if TYPE_CHECKING:
     from storage.search.index import SearchIndex
@@ -57,7 +56,10 @@ class TopicMatcher:
         self._issue = issue
         self._decided: dict[str, bool] = {}
         self._items: dict[str, frozenset[tuple[int, int]]] = {}
-        self._item_texts: list[tuple[tuple[int, int], str]] | None = None
+        # Each item's place (section index, item index) and folded text, and its place by what a search
+        # hit names it by (section name, item position): built on the first `focus`.
+        self._item_texts: list[tuple[tuple[int, int], str]] = []
+        self._places: dict[tuple[str, int], tuple[int, int]] | None = None
 
     def matches(self, topic: str) -> bool:
         decided = self._decided.get(topic)
@@ -80,27 +82,19 @@ class TopicMatcher:
     def _find_items(self, topic: str) -> frozenset[tuple[int, int]]:
         if not self.matches(topic):
             return frozenset()
-        if self._item_texts is None:
-            self._item_texts = [
-                ((at, index), item_text(section.name, item))
-                for at, section in enumerate(self._issue.sections)
-                for index, item in enumerate(section.items)
-            ]
+        if self._places is None:
+            self._places = {}
+            for at, section in enumerate(self._issue.sections):
+                for index, item in enumerate(section.items):
+                    self._item_texts.append(((at, index), item_text(section.name, item)))
+                    self._places[(section.name, item.position)] = (at, index)
         folded = _fold(topic)
         found = {place for place, text in self._item_texts if folded in text}
-        places = {
-            (section.name, item.position): (at, index)
-            for at, section in enumerate(self._issue.sections)
-            for index, item in enumerate(section.items)
-        }
-        index = self._search_index()
-        offset = 0
-        while True:
-            hits = index.search(topic, limit=MAX_LIMIT, offset=offset, cached=False).hits
-            found |= {places[key] for key in ((hit.section, hit.position) for hit in hits) if key in places}
-            offset += MAX_LIMIT
-            if len(hits) < MAX_LIMIT or offset > MAX_OFFSET:
-                return frozenset(found)
+        for hit in self._search_index().every_hit(topic, cached=False):
+            place = self._places.get((hit.section, hit.position))
+            if place is not None:
+                found.add(place)
+        return frozenset(found)
 
     def _found(self, topic: str) -> bool:
         return bool(self._search_index().search(topic, limit=1, cached=False).hits)
@@ -124,15 +118,7 @@ def found_in(index: SearchIndex, topic: str) -> frozenset[dt.date]:
     """The issues in which the archive's search finds `topic`: the second half of TopicMatcher's rule,
     for every issue at once (a search matches an item or not whatever else the index holds), so that a
     page asking about many issues does not build a one-issue index for each."""
-    dates: set[dt.date] = set()
-    offset = 0
-    while offset <= MAX_OFFSET:
-        hits = index.search(topic, limit=MAX_LIMIT, offset=offset).hits
-        dates.update(hit.date for hit in hits)
-        if len(hits) < MAX_LIMIT:
-            break
-        offset += MAX_LIMIT
-    return frozenset(dates)
+    return frozenset(hit.date for hit in index.every_hit(topic))
 
 
 def audience(issue: Issue, now: dt.datetime, channels: ChannelRegistry) -> Audience:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import tantivy
@@ -235,6 +235,17 @@ class SearchIndex:
             pass
         result = self._answers[key] = self._search(text, limit, offset)
         return result
+
+    def every_hit(self, text: str, *, most: int | None = None, cached: bool = True) -> Iterator[SearchHit]:
+        """Every item `text` finds, best first, a page of MAX_LIMIT at a time, up to `most` items (and never
+        past MAX_OFFSET, where every search stops)."""
+        offset = 0
+        while offset <= MAX_OFFSET and (most is None or offset < most):
+            hits = self.search(text, limit=MAX_LIMIT, offset=offset, cached=cached).hits
+            yield from hits
+            if len(hits) < MAX_LIMIT:
+                return
+            offset += MAX_LIMIT
 
     def _search(self, text: str, limit: int, offset: int) -> SearchResult:
         hint = None
