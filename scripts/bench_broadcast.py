@@ -112,8 +112,10 @@ def issue_file(folder: Path, issue_date: str | None) -> tuple[Path, str]:
     return path, BENCH_DATE
 
 
-async def prepare(url: str, issue: Path, chats: int) -> float:
-    """Migrate, import `issue` and add `chats` active Telegram subscribers; seconds it took."""
+async def prepare(url: str, issue: Path, chats: int, topics: Sequence[str] = ("[]",)) -> float:
+    """Migrate, import `issue` and add `chats` active Telegram subscribers; seconds it took. `topics`:
+    JSON topic lists, chat g getting the (g mod len)-th, so every list has readers spread over the id
+    order the worker claims in (scripts/bench_topics.py)."""
     started = time.perf_counter()
     async with Database(url) as database:
         await database.migrate()
@@ -125,11 +127,13 @@ async def prepare(url: str, issue: Path, chats: int) -> float:
         await connection.execute(
             """
             INSERT INTO subscriber (channel, address, address_key, status, topics, created_at, bounces)
-            SELECT 'telegram', g::text, g::text, 'active', '[]'::json, now(), 0
+            SELECT 'telegram', g::text, g::text, 'active',
+                   ($3::text[])[1 + g % cardinality($3::text[])]::json, now(), 0
             FROM generate_series($1::bigint, $2::bigint) AS g
             """,
             FIRST_CHAT,
             FIRST_CHAT + chats - 1,
+            list(topics),
         )
         await connection.execute("ANALYZE subscriber")
     finally:

@@ -26,24 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
-
 from bot.broadcast.runtime import open_worker
-from bot.importing import import_paths
 from bot.settings import Settings
 from scripts.bench_broadcast import (
     DEFAULT_POSTGRES,
-    FIRST_CHAT,
     Timing,
-    _server_url,
     bench_database,
     broadcast_send,
     fake_telegram,
     jianbao_env,
+    prepare,
     table_counts,
 )
 from storage.database import Database
-from storage.issues import IssueStore
 from tests.fakes.telegram_api import TOKEN
 
 BENCH_DATE = "2030-02-01"
@@ -80,33 +75,6 @@ def topic_sets(count: int, seed: int = 7) -> list[list[str]]:
     return sets[:count]
 
 
-async def prepare(url: str, issue: Path, subscribers: int, sets: list[list[str]] | None) -> None:
-    async with Database(url) as database:
-        await database.migrate()
-        report = await import_paths([issue], IssueStore(database))
-        if report.failed:
-            raise SystemExit(f"cannot import {issue}: {report.failed}")
-    connection = await asyncpg.connect(_server_url(url))
-    try:
-        chosen = ["[]"] if sets is None else [_json(topics) for topics in sets]
-        # Subscriber g gets set g mod len(sets): every set has readers, spread over the id order the
-        # worker claims in, so renders are needed all through the broadcast, not in one stretch.
-        await connection.execute(
-            """
-            INSERT INTO subscriber (channel, address, address_key, status, topics, created_at, bounces)
-            SELECT 'telegram', g::text, g::text, 'active',
-                   ($3::text[])[1 + g % cardinality($3::text[])]::json, now(), 0
-            FROM generate_series($1::bigint, $2::bigint) AS g
-            """,
-            FIRST_CHAT,
-            FIRST_CHAT + subscribers - 1,
-            chosen,
-        )
-        await connection.execute("ANALYZE subscriber")
-    finally:
-        await connection.close()
-
-
 def _json(topics: list[str]) -> str:
     return "[" + ",".join(f'"{topic}"' for topic in topics) + "]"
 
@@ -116,7 +84,7 @@ async def side(
 ) -> tuple[float, float, int]:
     n = args.subscribers
     async with bench_database(args.postgres, "jianbao_topics") as url:
-        await prepare(url, issue, n, sets)
+        await prepare(url, issue, n, ["[]"] if sets is None else [_json(topics) for topics in sets])
         env = jianbao_env(url, fake_url, rate_limits=False, worker_concurrency=args.concurrency)
         start = await asyncio.to_thread(broadcast_send, env, BENCH_DATE, tmp)
         settings = Settings(
