@@ -295,9 +295,9 @@ class BroadcastWorker:
             secret=claim.secret,
             parts_done=claim.parts_done,
             message_id=claim.message_id,
-            unsubscribe_url=self._unsubscribe_url(claim) if channel.personal_links else None,
+            unsubscribe_url=self._personal_url(claim) if channel.personal_links else None,
             preferences_url=(
-                self._unsubscribe_url(claim, Purpose.PREFERENCES) if channel.personal_links else None
+                self._personal_url(claim, Purpose.PREFERENCES) if channel.personal_links else None
             ),
             reader=self._reader(claim) if channel.personal_links else None,
         )
@@ -336,7 +336,7 @@ class BroadcastWorker:
             return None
         return readers.make(claim.subscriber_id)
 
-    def _unsubscribe_url(self, claim: Claim, purpose: Purpose = Purpose.UNSUBSCRIBE) -> str | None:
+    def _personal_url(self, claim: Claim, purpose: Purpose = Purpose.UNSUBSCRIBE) -> str | None:
         """The subscriber's signed link for `purpose`: one-click unsubscribe, or their preference page."""
         senders = self._senders
         if senders.tokens is None or not senders.public_url or claim.address is None:
