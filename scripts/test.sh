@@ -11,4 +11,6 @@ set -x
 ruff check .
 ruff format --check .
 mypy
-pytest "$@"
+# One worker per core (JIANBAO_TEST_WORKERS to change it, 0 for one process); a test module stays on one
+# worker, so its module fixtures are built once. Every test has its own database, schema and ports.
+pytest -n "${JIANBAO_TEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp.web_app
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
@@ -24,6 +25,20 @@ from storage.issues import IssueStore
 
 POSTGRES_URL_VARIABLE = "JIANBAO_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def forget_built_middleware() -> Iterator[None]:
+    """aiohttp keeps each app's built middleware chain in one process-wide lru_cache (maxsize 1024), keyed
+    on (handler, apps): right for a service with one app for life, but here every test builds its own, and
+    the cache held up to 1024 closed apps with their storage and search index (~25 MB each; the suite grew
+    past 10 GB and slowed to a quarter). Cleared after each test, as home-assistant/supervisor#7196 does;
+    private to aiohttp, hence getattr."""
+    yield
+    cache = getattr(aiohttp.web_app, "_cached_build_middleware", None)
+    if cache is not None:
+        cache.cache_clear()
+
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
