@@ -69,8 +69,13 @@ def highlighted(text: str, words: Iterable[str]) -> Markup:
     looked for, never inserted, so neither they nor the text can bring markup of their own."""
     # A lone Latin letter or digit (an expansion's fragment, such as the 8 of int8) would light up
     # every version number in the text: only longer words, or a CJK character, are marked.
+    kept = {word for word in words if word.strip() and not _LONE.fullmatch(word)}
+    # Likewise a lone CJK character that is part of a longer matched word (the 化 of 量化) would light up
+    # 最大化 and 优化: it is marked only when it was matched on its own.
     wanted = sorted(
-        {word for word in words if word.strip() and not _LONE.fullmatch(word)}, key=len, reverse=True
+        (word for word in kept if len(word) > 1 or not any(word in other for other in kept if other != word)),
+        key=len,
+        reverse=True,
     )
     if not wanted:
         return escape(text)

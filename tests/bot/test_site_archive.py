@@ -206,6 +206,9 @@ async def test_the_search_page_marks_words_and_escapes_markup(client: TestClient
         ("a<mark>b", ("<mark>",), "a<mark>&lt;mark&gt;</mark>b"),
         ("低比特量化", ("量化", "低比特量化"), "<mark>低比特量化</mark>"),
         ("Int8 v2", ("8", "2", "v"), "Int8 v2"),  # lone letters and digits stay plain
+        # A lone CJK character is marked only when no longer matched word holds it.
+        ("最大化的量化", ("量化", "化"), "最大化的<mark>量化</mark>"),
+        ("最大化", ("化",), "最大<mark>化</mark>"),
         ("无关", (), "无关"),
     ],
 )
