@@ -333,8 +333,8 @@ async def _search_page(request: web.Request, query: str, limit: int, offset: int
     result = _services(request).search.search(query, limit=limit, offset=offset)
     results = [
         {
-            "title": highlighted(hit.title, hit.matched),
-            "snippet": highlighted(hit.snippet, hit.matched),
+            "title": highlighted(hit.title, hit.matched, query),
+            "snippet": highlighted(hit.snippet, hit.matched, query),
             "url": await _hit_url(request, hit),
             "date": hit.date.isoformat(),
             "section": hit.section,

@@ -62,18 +62,21 @@ def _q(parameters: str) -> float:
 
 
 _LONE = re.compile(r"[0-9A-Za-z]")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
 
 
-def highlighted(text: str, words: Iterable[str]) -> Markup:
+def highlighted(text: str, words: Iterable[str], query: str = "") -> Markup:
     """`text` escaped, with every case-insensitive occurrence of `words` in <mark>: the words are only
     looked for, never inserted, so neither they nor the text can bring markup of their own."""
     # A lone Latin letter or digit (an expansion's fragment, such as the 8 of int8) would light up
     # every version number in the text: only longer words, or a CJK character, are marked.
     kept = {word for word in words if word.strip() and not _LONE.fullmatch(word)}
-    # Likewise a lone CJK character that is part of a longer matched word (the 化 of 量化) would light up
-    # 最大化 and 优化: it is marked only when it was matched on its own.
+    # Likewise a lone CJK character that is a piece of a longer word, matched here or typed by the reader
+    # (the 化 of 量化, which the search also looks for on its own), would light up 最大化 and 优化: it
+    # is marked only when the reader asked for it alone.
+    longer = [word for word in kept if len(word) > 1] + _CJK_RUN.findall(query)
     wanted = sorted(
-        (word for word in kept if len(word) > 1 or not any(word in other for other in kept if other != word)),
+        (word for word in kept if len(word) > 1 or not any(word in other for other in longer)),
         key=len,
         reverse=True,
     )

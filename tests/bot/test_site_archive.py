@@ -206,14 +206,30 @@ async def test_the_search_page_marks_words_and_escapes_markup(client: TestClient
         ("a<mark>b", ("<mark>",), "a<mark>&lt;mark&gt;</mark>b"),
         ("低比特量化", ("量化", "低比特量化"), "<mark>低比特量化</mark>"),
         ("Int8 v2", ("8", "2", "v"), "Int8 v2"),  # lone letters and digits stay plain
-        # A lone CJK character is marked only when no longer matched word holds it.
-        ("最大化的量化", ("量化", "化"), "最大化的<mark>量化</mark>"),
-        ("最大化", ("化",), "最大<mark>化</mark>"),
         ("无关", (), "无关"),
     ],
 )
 def test_highlighting_marks_only_matched_words(text: str, words: tuple[str, ...], shown: str) -> None:
     assert str(highlighted(text, words)) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "query", "shown"),
+    [
+        # A lone CJK character that a longer matched word holds is not marked on its own,
+        ("最大化的量化", ("量化", "化"), "", "最大化的<mark>量化</mark>"),
+        # nor where this item matched only the piece of a word the reader typed whole,
+        ("模型优化工具", ("化",), "量化", "模型优化工具"),
+        ("模型优化工具", ("化",), "INT8 量化", "模型优化工具"),
+        # but it is when the reader asked for it alone.
+        ("最大化", ("化",), "化", "最大<mark>化</mark>"),
+        ("最大化", ("化",), "", "最大<mark>化</mark>"),
+    ],
+)
+def test_a_lone_cjk_character_is_marked_only_when_asked_for_alone(
+    text: str, words: tuple[str, ...], query: str, shown: str
+) -> None:
+    assert str(highlighted(text, words, query)) == shown
 
 
 def _page_links(page: str) -> list[tuple[str, str]]:
