@@ -43,7 +43,7 @@ from channels.registry import ChannelRegistry, channel_registry
 from content.demo import demo_issue_dir
 from content.errors import BadInput, JianbaoError
 from content.model import Issue
-from storage.search.results import MAX_LIMIT, SearchResult
+from storage.search.results import MAX_LIMIT, SearchResult, marking_pattern
 from storage.subscribers import ImportRow, Subscriber, SubscriberStatus, SubscriberStore, normalise_topics
 
 app = typer.Typer(
@@ -189,11 +189,15 @@ def search_command(
             Text(f"{result.total} items match {query!r}; the best {len(result.hits)}:", style="dim")
         )
     for rank, hit in enumerate(result.hits, start=1):
+        # The words the archive's search page marks, by the same rule (not every word of hit.matched:
+        # that would light up the 8 of every version number for int8).
+        marked = marking_pattern(hit.matched, query)
         title = Text(f"{rank:>2}. {hit.title}", style="bold")
-        title.highlight_words(hit.matched, style="reverse", case_sensitive=False)
-        console.print(title, Text(f"  {hit.date.isoformat()} · {hit.section}", style="dim"))
         snippet = Text(f"    {hit.snippet}")
-        snippet.highlight_words(hit.matched, style="bold yellow", case_sensitive=False)
+        if marked is not None:
+            title.highlight_regex(marked, style="reverse")
+            snippet.highlight_regex(marked, style="bold yellow")
+        console.print(title, Text(f"  {hit.date.isoformat()} · {hit.section}", style="dim"))
         console.print(snippet)
         if hit.url:
             console.print(Text(f"    {hit.url}", style="blue"))

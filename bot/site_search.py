@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 from yarl import URL
 
 from content.errors import BadInput
+from storage.search.results import marking_pattern
 
 FORMATS = ("json", "html")
 
@@ -61,28 +62,12 @@ def _q(parameters: str) -> float:
     return 1.0
 
 
-_LONE = re.compile(r"[0-9A-Za-z]")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
-
-
 def highlighted(text: str, words: Iterable[str], query: str = "") -> Markup:
-    """`text` escaped, with every case-insensitive occurrence of `words` in <mark>: the words are only
-    looked for, never inserted, so neither they nor the text can bring markup of their own."""
-    # A lone Latin letter or digit (an expansion's fragment, such as the 8 of int8) would light up
-    # every version number in the text: only longer words, or a CJK character, are marked.
-    kept = {word for word in words if word.strip() and not _LONE.fullmatch(word)}
-    # Likewise a lone CJK character that is a piece of a longer word, matched here or typed by the reader
-    # (the 化 of 量化, which the search also looks for on its own), would light up 最大化 and 优化: it
-    # is marked only when the reader asked for it alone.
-    longer = [word for word in kept if len(word) > 1] + _CJK_RUN.findall(query)
-    wanted = sorted(
-        (word for word in kept if len(word) > 1 or not any(word in other for other in longer)),
-        key=len,
-        reverse=True,
-    )
-    if not wanted:
+    """`text` escaped, with what `marking_pattern` finds of `words` in <mark>: the words are only looked
+    for, never inserted, so neither they nor the text can bring markup of their own."""
+    pattern = marking_pattern(words, query)
+    if pattern is None:
         return escape(text)
-    pattern = re.compile("|".join(_alternative(word) for word in wanted), re.IGNORECASE)
     pieces: list[str] = []
     at = 0
     for found in pattern.finditer(text):
@@ -91,14 +76,6 @@ def highlighted(text: str, words: Iterable[str], query: str = "") -> Markup:
         at = found.end()
     pieces.append(escape(text[at:]))
     return Markup("").join(pieces)
-
-
-def _alternative(word: str) -> str:
-    """A word as the pattern looks for it: a Latin word only whole (the "low" of "low bit" is not the
-    middle of TensorFlow), a CJK word anywhere (CJK text has no spaces between words)."""
-    before = r"(?<![0-9A-Za-z])" if _LONE.fullmatch(word[0]) else ""
-    after = r"(?![0-9A-Za-z])" if _LONE.fullmatch(word[-1]) else ""
-    return before + re.escape(word) + after
 
 
 @dataclass(frozen=True, slots=True)

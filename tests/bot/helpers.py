@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,12 +177,13 @@ def run_cli(
     columns: int | None = None,
     python_path: Path | None = None,
     stdin: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> CliResult:
     """Run `jianbao ARGS` against `database_url`, with stdout and stderr captured (so not a terminal).
 
     `columns` sets COLUMNS, the width `rich` lays out for; by default it is unset, as under cron or a pipe.
     `python_path` makes modules there importable (a channel plug-in kept in the tests). `stdin` answers
-    the command's prompts.
+    the command's prompts. `environment` adds variables (FORCE_COLOR, to see rich's styles).
     Every run is checked for a Python traceback, which no input may ever cause.
     """
     env = {
@@ -195,6 +196,7 @@ def run_cli(
         env["COLUMNS"] = str(columns)
     if python_path is not None:
         env["PYTHONPATH"] = str(python_path)
+    env.update(environment or {})
     completed = subprocess.run(
         [str(jianbao_executable()), *(str(arg) for arg in args)],
         cwd=cwd,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,32 @@ def test_search_human_output_lists_ranked_items(demo_db: tuple[str, Path]) -> No
     lines = [line for line in result.stdout.splitlines() if line.lstrip()[:3] in (" 1.", "1. ", "2. ", "3. ")]
     assert len(lines) == 3
     assert "编译器" in result.stdout
+
+
+def test_search_marks_words_as_the_archive_page_does(demo_db: tuple[str, Path]) -> None:
+    """Styled (reverse in titles, bold yellow in snippets) are the words the search page would mark: not
+    the lone digits of int8's expansions, nor the 化 of 量化 inside 优化 or 最大化. Wide, so that no
+    marked word is split by a wrapped line."""
+    url, folder = demo_db
+    result = run_cli(
+        "search",
+        "量化",
+        "--limit",
+        "50",
+        database_url=url,
+        cwd=folder,
+        columns=1000,
+        environment={"FORCE_COLOR": "1"},
+    )
+    assert result.code == 0, result.stderr
+    marked = [
+        text
+        for style, text in re.findall(r"\x1b\[([0-9;]*)m([^\x1b]*)", result.stdout)
+        if {"7", "33"} & set(style.split(";"))
+    ]
+    assert marked.count("量化") >= 50
+    assert {"Quantization", "int8", "二值化"} <= set(marked)
+    assert [text for text in marked if re.fullmatch(r"[0-9A-Za-z]|化", text)] == []
 
 
 @pytest.mark.parametrize("query", HOSTILE, ids=range(len(HOSTILE)))
